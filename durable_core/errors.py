@@ -1,0 +1,87 @@
+"""Exceptions raised by durable_core."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .history import FailureDetails
+
+__all__ = [
+    "DurableError",
+    "HistoryCorruptError",
+    "NonDeterminismError",
+    "TaskFailedError",
+    "OrchestrationNotFoundError",
+    "OrchestrationAlreadyExistsError",
+    "OrchestrationFailedError",
+    "PayloadError",
+]
+
+
+class DurableError(Exception):
+    """Base class of every durable_core error."""
+
+
+class HistoryCorruptError(DurableError, ValueError):
+    """An encoded history is truncated, bit-flipped, oversized or not a history at all.
+
+    ``offset`` is the byte offset of the record (or header) that failed to decode.
+    ``torn_tail`` is True when the buffer ends inside its last record (an interrupted append),
+    as opposed to damage in the middle of the history.
+    """
+
+    def __init__(self, message: str, offset: int = 0, torn_tail: bool = False) -> None:
+        super().__init__(message)
+        self.offset = offset
+        self.torn_tail = torn_tail
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.args[0] if self.args else "", self.offset, self.torn_tail))
+
+
+class NonDeterminismError(DurableError):
+    """Orchestrator code did something other than what its recorded history says it did."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        instance_id: str | None = None,
+        sequence_number: int | None = None,
+        expected: str | None = None,
+        actual: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.instance_id = instance_id
+        self.sequence_number = sequence_number
+        self.expected = expected
+        self.actual = actual
+
+
+class TaskFailedError(DurableError):
+    """An activity or sub-orchestration failed; ``details`` says how (type, message, stack)."""
+
+    def __init__(self, message: str, details: FailureDetails) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+class OrchestrationNotFoundError(DurableError, LookupError):
+    """No orchestration instance with the given id exists in the store."""
+
+
+class OrchestrationAlreadyExistsError(DurableError):
+    """An instance with this id is already running (an orchestration is started once)."""
+
+
+class OrchestrationFailedError(DurableError):
+    """Raised by ``OrchestrationState.raise_if_failed()`` for a failed instance."""
+
+    def __init__(self, message: str, details: FailureDetails | None) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+class PayloadError(DurableError, TypeError):
+    """A value could not be serialized (or deserialized) by the data converter."""
