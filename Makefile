@@ -1,12 +1,21 @@
-# Two entry points for a fresh machine (Python 3.10+ and a C compiler):
-#   make run    -- the asynchronous HTTP API sample on the embedded SQLite store
-#   make test   -- the whole test suite
+# Entry points for a fresh machine (Python 3.10+ and a C compiler); each installs what it needs.
+#   make run       -- the asynchronous HTTP API sample on the embedded SQLite store (port 8000)
+#   make test      -- the whole test suite
+# More:
+#   make sanitize  -- build the extension with ASan+UBSan and run the C-facing tests under it
+#   make fuzz      -- run the history-codec fuzzer for FUZZ_SECONDS
+#   make bench     -- the benchmark tables (installs the alternatives measured against)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+PORT ?= 8000
+DB ?= sqlite:///durable.db
+FUZZ_SECONDS ?= 60
+ASAN_DIR := build/asan
+C_FACING_TESTS := tests/test_codec*.py tests/test_timer*.py tests/test_engine*.py
 
-.PHONY: run test demo sanitize fuzz bench clean
+.PHONY: run test sanitize fuzz bench clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard csrc/*.c csrc/*.h)
 	$(PYTHON) -m venv $(VENV)
@@ -14,8 +23,31 @@ $(STAMP): pyproject.toml setup.py $(wildcard csrc/*.c csrc/*.h)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+run: $(STAMP)
+	$(PY) examples/async_http_api/app.py --db $(DB) --port $(PORT)
+
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The sanitizer build goes to its own directory so it never replaces the normal extension.
+sanitize: $(STAMP)
+	rm -rf $(ASAN_DIR)
+	DURABLE_CORE_DEBUG_BUILD=1 $(PY) setup.py -q build --build-base $(ASAN_DIR)/b
+	mkdir -p $(ASAN_DIR)/run
+	cp -r $(ASAN_DIR)/b/lib*/durable_core $(ASAN_DIR)/run/
+	cp -r tests $(ASAN_DIR)/run/
+	cd $(ASAN_DIR)/run && LD_PRELOAD=$$(gcc -print-file-name=libasan.so) PYTHONMALLOC=malloc \
+	  ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  DURABLE_CORE_REQUIRE_EXTENSION=1 PYTHONDONTWRITEBYTECODE=1 \
+	  $(abspath $(PY)) -m pytest -q -p no:cacheprovider $(wildcard $(C_FACING_TESTS))
+
+fuzz: $(STAMP)
+	$(PY) -m pip install --quiet atheris || echo "atheris unavailable: running the built-in mutation loop"
+	$(PY) tests/fuzz/fuzz_codec.py --seconds $(FUZZ_SECONDS)
+
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info durable_core/*.so
