@@ -136,6 +136,7 @@ __all__ = [
     "decode",
     "decode_records",
     "crc32c",
+    "_codec_register",
 ]
 
 MAGIC: bytes = b"DCH"
@@ -219,6 +220,29 @@ def _check_schema() -> None:
 
 
 _check_schema()
+
+
+def _codec_register(classes: Any, failure_cls: Any) -> None:
+    """Interface twin of the C registration hook: check the classes match the schema.
+
+    The C codec keeps the classes it builds; this implementation uses those of
+    :mod:`durable_core.history` directly, so it only validates (raising ``TypeError``).
+    """
+    classes = tuple(classes)
+    if len(classes) != len(_SCHEMA):
+        raise TypeError(f"_codec_register: expected {len(_SCHEMA)} event classes")
+    specs = [(cls, name, tuple(f for f, _ in fields), tag)
+             for cls, (tag, name, fields) in zip(classes, _SCHEMA)]
+    specs.append((failure_cls, "FailureDetails", tuple(f for f, _ in _FAILURE_SCHEMA), 0))
+    for cls, name, fields, tag in specs:
+        if not (isinstance(cls, type) and issubclass(cls, tuple)):
+            raise TypeError(f"_codec_register: {name} is not a tuple subclass")
+        if (
+            cls.__name__ != name
+            or getattr(cls, "_fields", None) != fields
+            or (tag and getattr(cls, "EVENT_TYPE", None) != tag)
+        ):
+            raise TypeError(f"_codec_register: {cls!r} does not match the codec schema of {name}")
 
 # class -> (type tag, class name, fields)
 _BY_CLASS: dict[type, tuple[int, str, tuple[tuple[str, int], ...]]] = {
