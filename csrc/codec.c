@@ -97,6 +97,7 @@ struct dc_codec_state {
     PyObject *classes[DC_NTYPES + 1]; /* [EVENT_TYPE] -> class; [0] unused */
     PyObject *failure_cls;
     PyObject *corrupt_err; /* durable_core.errors.HistoryCorruptError */
+    int hw_crc;            /* the CPU computes CRC32C (set once, at exec) */
 };
 
 /* CRC32C (Castagnoli, reflected 0x82F63B78) slicing-by-8 tables: crc32c_table[k][b] is the
@@ -490,10 +491,58 @@ crc32c_update(uint32_t crc, const uint8_t *p, size_t n)
     return ~crc;
 }
 
-static uint32_t
-masked_crc(const uint8_t *p, size_t n)
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define DC_HW_CRC 1
+/* SSE4.2 has a CRC32C instruction (the same reflected polynomial); chosen at run time. */
+__attribute__((target("sse4.2"))) static uint32_t
+crc32c_hw(uint32_t crc, const uint8_t *p, size_t n)
 {
-    uint32_t c = crc32c_update(0, p, n);
+    uint64_t c = (uint32_t)~crc;
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, p, sizeof w); /* x86 is little-endian, as the CRC expects */
+        c = __builtin_ia32_crc32di(c, w);
+        p += 8;
+        n -= 8;
+    }
+    uint32_t c32 = (uint32_t)c;
+    while (n--) {
+        c32 = __builtin_ia32_crc32qi(c32, *p++);
+    }
+    return ~c32;
+}
+
+static int
+cpu_has_hw_crc(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("sse4.2") ? 1 : 0;
+}
+#else
+#define DC_HW_CRC 0
+static uint32_t
+crc32c_hw(uint32_t crc, const uint8_t *p, size_t n)
+{
+    return crc32c_update(crc, p, n);
+}
+
+static int
+cpu_has_hw_crc(void)
+{
+    return 0;
+}
+#endif
+
+static inline uint32_t
+crc32c_any(int hw, uint32_t crc, const uint8_t *p, size_t n)
+{
+    return hw ? crc32c_hw(crc, p, n) : crc32c_update(crc, p, n);
+}
+
+static uint32_t
+masked_crc(int hw, const uint8_t *p, size_t n)
+{
+    uint32_t c = crc32c_any(hw, 0, p, n);
     return ((c >> 15) | (c << 17)) + 0xa282ead8u;
 }
 
@@ -1090,7 +1139,7 @@ enc_event(encoder *e, PyObject *ev)
     memmove(e->buf + start + k, e->buf + body, blen);
     memcpy(e->buf + start, lenbuf, k);
     e->len = start + k + blen;
-    uint32_t crc = masked_crc(e->buf + start, k + blen);
+    uint32_t crc = masked_crc(e->st->hw_crc, e->buf + start, k + blen);
     if (enc_reserve(e, 4) < 0) {
         return -1;
     }
@@ -1429,6 +1478,24 @@ rd_value(reader *r, const char *cname, const field_spec *f, int depth)
     }
 }
 
+/* Like CPython does for plain tuples during a collection: an event whose fields are all
+ * atomic (ints, str, bytes, None, bools, untracked FailureDetails) cannot be part of a
+ * reference cycle, so the collector need not traverse it. Decoding allocates thousands of
+ * events; leaving them tracked makes the collections they trigger cost more than the decode.
+ * (The instance's reference to its class is a real, external reference, so untracking it is
+ * safe.) Tags dicts keep an event tracked. */
+static void
+maybe_untrack(PyObject *ev, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyTuple_GET_ITEM(ev, i);
+        if (PyObject_IS_GC(v) && PyObject_GC_IsTracked(v)) {
+            return;
+        }
+    }
+    PyObject_GC_UnTrack(ev);
+}
+
 /* Fill fields [first, nfields) of ev (a fresh instance of cls, or NULL to allocate one).
  * Returns ev (a new reference) or NULL. */
 static PyObject *
@@ -1450,6 +1517,7 @@ rd_tuple(reader *r, PyObject *cls, const class_spec *spec, Py_ssize_t first, int
         }
         PyTuple_SET_ITEM(ev, i, v);
     }
+    maybe_untrack(ev, spec->nfields);
     return ev;
 }
 
@@ -1535,7 +1603,7 @@ decode_records_impl(dc_codec_state *st, const uint8_t *data, Py_ssize_t size, Py
         const uint8_t *c = data + end;
         uint32_t stored = (uint32_t)c[0] | ((uint32_t)c[1] << 8) | ((uint32_t)c[2] << 16) |
                           ((uint32_t)c[3] << 24);
-        if (masked_crc(data + start, (size_t)(end - start)) != stored) {
+        if (masked_crc(st->hw_crc, data + start, (size_t)(end - start)) != stored) {
             bad(r, "checksum mismatch");
             goto fail;
         }
@@ -1703,17 +1771,30 @@ codec_decode_records(PyObject *module, PyObject *args, PyObject *kwargs)
 }
 
 static PyObject *
-codec_crc32c(PyObject *module, PyObject *args)
+crc32c_common(PyObject *args, const char *fmt, int hw)
 {
-    (void)module;
     Py_buffer view;
     unsigned long crc = 0;
-    if (!PyArg_ParseTuple(args, "y*|k:crc32c", &view, &crc)) {
+    if (!PyArg_ParseTuple(args, fmt, &view, &crc)) {
         return NULL;
     }
-    uint32_t c = crc32c_update((uint32_t)crc, (const uint8_t *)view.buf, (size_t)view.len);
+    uint32_t c = crc32c_any(hw, (uint32_t)crc, (const uint8_t *)view.buf, (size_t)view.len);
     PyBuffer_Release(&view);
     return PyLong_FromUnsignedLong(c);
+}
+
+static PyObject *
+codec_crc32c(PyObject *module, PyObject *args)
+{
+    return crc32c_common(args, "y*|k:crc32c", codec_state(module)->hw_crc);
+}
+
+/* The portable table-driven path, whatever the CPU offers (for tests). */
+static PyObject *
+codec_crc32c_sw(PyObject *module, PyObject *args)
+{
+    (void)module;
+    return crc32c_common(args, "y*|k:_crc32c_sw", 0);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1733,6 +1814,8 @@ static PyMethodDef codec_methods[] = {
      "decode_records(data, *, lenient=False) -> list\n\nDecode headerless records."},
     {"crc32c", (PyCFunction)codec_crc32c, METH_VARARGS,
      "crc32c(data, crc=0) -> int\n\nCRC32C (Castagnoli) of data, continuing from crc."},
+    {"_crc32c_sw", (PyCFunction)codec_crc32c_sw, METH_VARARGS,
+     "_crc32c_sw(data, crc=0) -> int\n\ncrc32c() computed without the CPU's CRC instruction."},
     {"_codec_register", (PyCFunction)codec_register, METH_VARARGS,
      "_codec_register(event_classes, FailureDetails)\n\nHand the codec the event classes "
      "(done once by durable_core.history)."},
@@ -1745,6 +1828,10 @@ dc_codec_exec(PyObject *module, dc_module_state *st)
     st->codec = PyMem_Calloc(1, sizeof(dc_codec_state));
     if (st->codec == NULL) {
         PyErr_NoMemory();
+        return -1;
+    }
+    st->codec->hw_crc = cpu_has_hw_crc();
+    if (PyModule_AddIntConstant(module, "_CODEC_HW_CRC", st->codec->hw_crc) < 0) {
         return -1;
     }
     return PyModule_AddFunctions(module, codec_methods);
