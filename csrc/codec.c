@@ -583,7 +583,11 @@ wrap_sub(int64_t a, int64_t b)
 static PyObject *
 type_name(PyObject *o)
 {
-    PyObject *name = PyObject_GetAttrString((PyObject *)Py_TYPE(o), "__name__");
+    /* An interned attribute name: a fresh one per call would be kept alive by the
+     * interpreter's type attribute cache (keyed by the name's address). */
+    PyObject *attr = PyUnicode_InternFromString("__name__");
+    PyObject *name = attr ? PyObject_GetAttr((PyObject *)Py_TYPE(o), attr) : NULL;
+    Py_XDECREF(attr);
     if (name == NULL) {
         PyErr_Clear();
         name = PyUnicode_FromString(Py_TYPE(o)->tp_name);

@@ -272,6 +272,11 @@ def _make_crc_table() -> list[int]:
 _CRC_TABLE: list[int] = _make_crc_table()
 
 
+def _crc32c_sw(data: bytes, crc: int = 0) -> int:
+    """Same as :func:`crc32c` (the C module has a second, CPU-instruction path)."""
+    return crc32c(data, crc)
+
+
 def crc32c(data: bytes, crc: int = 0) -> int:
     """CRC32C (Castagnoli) of ``data``, continuing from ``crc`` (unmasked)."""
     table = _CRC_TABLE

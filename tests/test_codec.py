@@ -377,3 +377,16 @@ def test_register_validates_classes(core: Any) -> None:
 
 def test_corrupt_error_is_a_value_error() -> None:
     assert issubclass(HistoryCorruptError, ValueError)
+
+
+@needs_c
+def test_software_and_hardware_crc_agree() -> None:
+    """The C table-driven CRC32C and the CPU instruction path (when present) agree."""
+    sw = _impl.implementations("_crc32c_sw", PY)
+    assert sw["py"](b"123456789") == 0xE3069283
+    data = bytes((i * 131 + 7) & 0xFF for i in range(1000))
+    for start in range(0, 9):
+        for n in (0, 1, 3, 8, 9, 63, 64, 65, 200, 991 - start):
+            chunk = data[start : start + n]
+            assert sw["c"](chunk) == CI.crc32c(chunk) == PI.crc32c(chunk)
+    assert sw["c"](b"123456789") == 0xE3069283
