@@ -1500,6 +1500,22 @@ maybe_untrack(PyObject *ev, Py_ssize_t n)
     PyObject_GC_UnTrack(ev);
 }
 
+/* A fresh event (or FailureDetails) instance with n NULL fields, built without running
+ * Python code: the classes are tuple subclasses with __slots__ = (). */
+static PyObject *
+new_record(PyObject *cls, Py_ssize_t n)
+{
+    PyTypeObject *tp = (PyTypeObject *)cls;
+    PyObject *ob = tp->tp_alloc(tp, n);
+#if PY_VERSION_HEX >= 0x030E0000
+    if (ob != NULL) {
+        /* 3.14 caches tuple hashes; -1 means "not computed" and tp_alloc zero-fills. */
+        ((PyTupleObject *)ob)->ob_hash = -1;
+    }
+#endif
+    return ob;
+}
+
 /* Fill fields [first, nfields) of ev (a fresh instance of cls, or NULL to allocate one).
  * Returns ev (a new reference) or NULL. */
 static PyObject *
@@ -1507,8 +1523,7 @@ rd_tuple(reader *r, PyObject *cls, const class_spec *spec, Py_ssize_t first, int
          PyObject *ev)
 {
     if (ev == NULL) {
-        PyTypeObject *tp = (PyTypeObject *)cls;
-        ev = tp->tp_alloc(tp, spec->nfields);
+        ev = new_record(cls, spec->nfields);
         if (ev == NULL) {
             return NULL;
         }
@@ -1633,8 +1648,7 @@ decode_records_impl(dc_codec_state *st, const uint8_t *data, Py_ssize_t size, Py
             ts = wrap_add(prev_ts, ts);
         }
         r->ts = ts;
-        PyTypeObject *tp = (PyTypeObject *)st->classes[tag];
-        PyObject *ev = tp->tp_alloc(tp, spec->nfields);
+        PyObject *ev = new_record(st->classes[tag], spec->nfields);
         if (ev == NULL) {
             goto fail;
         }

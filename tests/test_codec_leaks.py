@@ -61,7 +61,7 @@ def test_round_trips_do_not_leak(c: Any) -> None:
         c.decode(bytearray(data), lenient=True)
         c.decode_records(memoryview(data)[4:])
 
-    mem, objs = _growth(work, 300 if _is_c(c) else 5)
+    mem, objs = _growth(work, 100 if _is_c(c) else 3)
     # one leaked event per call would be tens of kilobytes and thousands of objects
     assert mem < 16_384, mem
     assert objs < 5, objs
@@ -90,7 +90,7 @@ def test_error_paths_do_not_leak(c: Any) -> None:
             except exc:
                 pass
 
-    mem, objs = _growth(work, 30 if _is_c(c) else 3)
+    mem, objs = _growth(work, 20 if _is_c(c) else 2)
     assert mem < 16_384, mem
     assert objs < 5, objs
 
