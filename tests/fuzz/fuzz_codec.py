@@ -33,7 +33,7 @@ try:
 except ImportError:  # pragma: no cover - optional
     atheris = None
 
-if atheris is not None and "--seconds" not in sys.argv:
+if __name__ == "__main__" and atheris is not None and "--seconds" not in sys.argv:
     with atheris.instrument_imports(include=["durable_core"]):
         from durable_core import _codec_py, _impl
         from durable_core import history as h
