@@ -1483,17 +1483,23 @@ rd_value(reader *r, const char *cname, const field_spec *f, int depth)
 }
 
 /* Like CPython does for plain tuples during a collection: an event whose fields are all
- * atomic (ints, str, bytes, None, bools, untracked FailureDetails) cannot be part of a
- * reference cycle, so the collector need not traverse it. Decoding allocates thousands of
- * events; leaving them tracked makes the collections they trigger cost more than the decode.
- * (The instance's reference to its class is a real, external reference, so untracking it is
- * safe.) Tags dicts keep an event tracked. */
+ * atomic (ints, str, bytes, None, bools) or untracked FailureDetails (immutable, so they stay
+ * untracked) cannot be part of a reference cycle, so the collector need not traverse it.
+ * Decoding allocates thousands of events; leaving them tracked makes the collections they
+ * trigger cost more than the decode itself. An event with a tags dict stays tracked: a dict
+ * is mutable and may later hold containers (CPython never untracks a tuple holding a dict).
+ * The instance's reference to its class is a real, external reference, so untracking it is
+ * safe. */
 static void
-maybe_untrack(PyObject *ev, Py_ssize_t n)
+maybe_untrack(PyObject *ev, const class_spec *spec)
 {
-    for (Py_ssize_t i = 0; i < n; i++) {
+    for (Py_ssize_t i = 0; i < spec->nfields; i++) {
+        /* only these kinds can hold a container; the others are ints, str, bytes, None */
         PyObject *v = PyTuple_GET_ITEM(ev, i);
-        if (PyObject_IS_GC(v) && PyObject_GC_IsTracked(v)) {
+        if (spec->f[i].kind == K_TAGS && v != Py_None) {
+            return;
+        }
+        if (spec->f[i].kind == K_OPT_FAILURE && v != Py_None && PyObject_GC_IsTracked(v)) {
             return;
         }
     }
@@ -1536,7 +1542,7 @@ rd_tuple(reader *r, PyObject *cls, const class_spec *spec, Py_ssize_t first, int
         }
         PyTuple_SET_ITEM(ev, i, v);
     }
-    maybe_untrack(ev, spec->nfields);
+    maybe_untrack(ev, spec);
     return ev;
 }
 

@@ -141,3 +141,20 @@ def test_decoded_events_are_freed(c: Any) -> None:
     del out
     gc.collect()
     assert [sys.getrefcount(k) for k in classes] == before
+
+
+@codec
+def test_cycles_through_decoded_tags_are_collected(c: Any) -> None:
+    """An event with a (mutable) tags dict stays visible to the cycle collector."""
+    data = c.encode([h.ExecutionStarted(-1, T0, "n", "i", tags={"a": "b"})])
+
+    def cycles(n: int) -> int:
+        for _ in range(n):
+            (ev,) = c.decode(data)
+            ev.tags["self"] = ev  # a cycle: event -> dict -> event
+            del ev
+        gc.collect()
+        return sys.getrefcount(h.ExecutionStarted)
+
+    before = cycles(1)
+    assert cycles(50) == before
