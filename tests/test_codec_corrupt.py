@@ -8,6 +8,8 @@ import sys
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 
@@ -288,3 +290,23 @@ def test_c_and_twin_agree_on_field_damage(records: bytes, message: str | None) -
 
 def test_twin_is_checked() -> None:
     assert C_IMPL or PI.decode(PI.encode([h.OrchestratorStarted(-1, T0)]))
+
+
+@needs_c
+@settings(max_examples=150, deadline=None)
+@given(bodies=st.lists(st.binary(min_size=1, max_size=40), min_size=1, max_size=4),
+       type_bytes=st.lists(st.one_of(st.integers(1, 18).map(lambda t: t | 0x80),
+                                     st.integers(1, 18), st.integers(0, 255)),
+                           min_size=4, max_size=4))
+def test_c_and_twin_agree_on_checksummed_garbage(bodies: list[bytes], type_bytes: list[int]) -> None:
+    """Records with a valid checksum but arbitrary fields reach the field parsers."""
+    data = b"DCH\x01" + b"".join(
+        frame(bytes([t]) + body) for t, body in zip(type_bytes, bodies)
+    )
+    for lenient in (False, True):
+        a, b = outcome(CI.decode, data, lenient=lenient), outcome(PI.decode, data, lenient=lenient)
+        if a[0] == "ok":
+            assert b[0] == "ok" and same(a[1], b[1])
+            assert CI.encode(a[1]) == PI.encode(a[1])
+        else:
+            assert a == b
