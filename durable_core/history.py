@@ -44,6 +44,7 @@ __all__ = [
     "encode",
     "encode_records",
     "decode",
+    "decode_records",
     "to_datetime",
     "from_datetime",
     "utc_now_us",
@@ -383,13 +384,16 @@ EVENT_TYPES: dict[int, type] = {cls.EVENT_TYPE: cls for cls in EVENT_CLASSES}  #
 
 # --- the codec (C or twin) -------------------------------------------------------------------
 # CODEC-SECTION: owned by the codec implementation; binds encode / encode_records / decode.
-def encode(events: "list[HistoryEvent]") -> bytes:  # placeholder until the codec lands
-    raise NotImplementedError("history codec not built yet")
+from . import _impl  # noqa: E402  (the codec needs the classes above)
 
-
-def encode_records(events: "list[HistoryEvent]") -> bytes:  # placeholder
-    raise NotImplementedError("history codec not built yet")
-
-
-def decode(data: bytes) -> "list[HistoryEvent]":  # placeholder
-    raise NotImplementedError("history codec not built yet")
+#: ``encode(events) -> bytes``: a complete history (header + one record per event).
+encode = _impl.pick("encode", "durable_core._codec_py")
+#: ``encode_records(events) -> bytes``: records only, to append to an existing history.
+encode_records = _impl.pick("encode_records", "durable_core._codec_py")
+#: ``decode(data, *, lenient=False) -> list``: a complete history back into events.
+decode = _impl.pick("decode", "durable_core._codec_py")
+#: ``decode_records(data, *, lenient=False) -> list``: headerless records back into events.
+decode_records = _impl.pick("decode_records", "durable_core._codec_py")
+if _impl.core is not None:
+    # Hand the C codec the classes it builds on decode and accepts on encode.
+    _impl.core._codec_register(EVENT_CLASSES, FailureDetails)
