@@ -40,10 +40,20 @@ sanitize: $(STAMP)
 	  ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  DURABLE_CORE_REQUIRE_EXTENSION=1 PYTHONDONTWRITEBYTECODE=1 \
 	  $(abspath $(PY)) -m pytest -q -p no:cacheprovider $(wildcard $(C_FACING_TESTS))
+	@echo "== codec mutation fuzz loop under the sanitizers"
+	cd $(ASAN_DIR)/run && LD_PRELOAD=$$(gcc -print-file-name=libasan.so) PYTHONMALLOC=malloc \
+	  ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(abspath $(PY)) tests/fuzz/fuzz_codec.py --seconds 20
 
+# Coverage-guided with atheris where it installs; otherwise the target's own mutation loop.
 fuzz: $(STAMP)
-	$(PY) -m pip install --quiet atheris || echo "atheris unavailable: running the built-in mutation loop"
-	$(PY) tests/fuzz/fuzz_codec.py --seconds $(FUZZ_SECONDS)
+	@$(PY) -m pip install --quiet atheris >/dev/null 2>&1 || echo "atheris unavailable: using the plain mutation loop"
+	mkdir -p .fuzz-corpus
+	if $(PY) -c "import atheris" 2>/dev/null; then \
+	  $(PY) tests/fuzz/fuzz_codec.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 .fuzz-corpus; \
+	else \
+	  $(PY) tests/fuzz/fuzz_codec.py --seconds $(FUZZ_SECONDS); \
+	fi
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
