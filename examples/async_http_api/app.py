@@ -1,0 +1,69 @@
+"""The asynchronous HTTP API sample in one process: worker + API on one SQLite file.
+
+    python examples/async_http_api/app.py --db sqlite:///durable.db --port 8000
+
+serves the ported Durable Task SDK routes (``client.py``: ``/api/start-operation``,
+``/api/operations/{id}``, ``/api/process``, ``/api/status/{id}``, ``/api/result/{id}``) and the
+generic operations router (``generic_router.py``: ``/api/jobs``, ``/operations/...``), with the
+worker (``worker.py``'s orchestration and activity) running on the server's event loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Optional
+
+from fastapi import FastAPI
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import client  # noqa: E402  (the HTTP routes)
+import generic_router  # noqa: E402  (the generic router and its orchestration)
+import worker  # noqa: E402,F401  (registers the sample's orchestration and activity)
+
+from durable_core.fastapi import runtime_lifespan  # noqa: E402
+
+
+def create_app(db: str = "sqlite:///durable.db", api_key: Optional[str] = None) -> FastAPI:
+    """Both samples' routes on one app whose lifespan runs the runtime in process."""
+    app = client.create_app(runtime_lifespan(db))
+    generic_router.build_api(api_key or generic_router.api_key_from_env()).install(app)
+    return app
+
+
+def banner(base: str, db: str, key: str) -> str:
+    """What to curl, printed at start-up."""
+    j = "-H 'Content-Type: application/json'"
+    return "\n".join(
+        [
+            f"durable_core async HTTP API sample on {base}  (store {db}, worker in this process)",
+            f"  API docs:        {base}/docs",
+            f"  management key:  {key}   (X-API-Key header; set DURABLE_API_KEY to choose it)",
+            "  try:",
+            f"    curl -i -X POST {base}/api/start-operation {j} -d '{{\"processing_time\": 10}}'",
+            f"    curl -i {base}/api/operations/<operation_id>",
+            f"    curl -i -X POST {base}/api/process {j} -d '{{\"name\": \"Ada\", \"delay_seconds\": 5}}'",
+            f"    curl -i {base}/api/status/<operation_id>   then   curl -i {base}/api/result/<operation_id>",
+            f"    curl -i -X POST {base}/api/jobs {j} -d '{{\"name\": \"report\", \"steps\": 5}}'",
+            f"    curl -i '{base}/operations/instances/<id>?wait=30'",
+        ]
+    )
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="async HTTP API sample (worker + API, one process)")
+    parser.add_argument("--db", default="sqlite:///durable.db", help="store URL")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args(argv)
+    key = generic_router.api_key_from_env()
+    print(banner(f"http://{args.host}:{args.port}", args.db, key), flush=True)
+    uvicorn.run(create_app(args.db, key), host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,288 @@
+"""The async HTTP API samples (examples/async_http_api/) end to end.
+
+client.py (the ported Durable Task SDK sample) runs on the fake client and on the real runtime;
+generic_router.py and app.py need the runtime (their orchestrations are registered with it).
+Also served by a real uvicorn on a free loopback port, and as two processes (worker.py +
+client.py) sharing a SQLite file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from http_support import (
+    BACKENDS,
+    free_port,
+    lifespan_for,
+    runtime_available,
+    serve,
+    spawn,
+    stop,
+    wait_for_http,
+)
+
+import client as sample_client  # examples/async_http_api/client.py
+
+pytestmark = pytest.mark.anyio
+needs_runtime = pytest.mark.skipif(not runtime_available(), reason="runtime not built yet")
+FINISHED = ("Completed", "Failed", "Terminated", "Canceled")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: Any) -> str:
+    return request.param
+
+
+def assert_problem(r: httpx.Response, status: int) -> dict:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    return r.json()
+
+
+async def poll(http: httpx.AsyncClient, url: str, limit: int = 2000) -> httpx.Response:
+    for _ in range(limit):
+        r = await http.get(url)
+        assert r.status_code in (200, 202), r.text
+        if r.json()["status"] in FINISHED:
+            return r
+        assert r.headers["retry-after"] == "1"
+        await asyncio.sleep(0.02)
+    raise AssertionError("never finished")
+
+
+# -- client.py -----------------------------------------------------------------------------------
+
+
+async def test_start_operation_flow(backend: str, tmp_path: Any) -> None:
+    app = sample_client.create_app(lifespan_for(backend, tmp_path))
+    async with serve(app) as http:
+        r = await http.post("/api/start-operation", json={"processing_time": 0.05})
+        assert r.status_code == 202
+        body = r.json()
+        assert set(body) == {"operation_id", "status_url"}
+        assert r.headers["location"] == body["status_url"]
+        assert body["status_url"] == f"http://testserver/api/operations/{body['operation_id']}"
+        assert r.headers["retry-after"] == "1"
+        done = await poll(http, body["status_url"])
+        s = done.json()
+        assert s["operation_id"] == body["operation_id"]
+        assert s["status"] == "Completed" and s["error"] is None
+        assert s["result"]["status"] == "completed"
+        assert s["result"]["processing_time"] == 0.05
+        assert s["last_updated"]
+        assert "retry-after" not in done.headers
+
+
+async def test_process_status_result_flow(backend: str, tmp_path: Any) -> None:
+    app = sample_client.create_app(lifespan_for(backend, tmp_path))
+    async with serve(app) as http:
+        r = await http.post("/api/process", json={"name": "Ada", "delay_seconds": 0.3})
+        assert r.status_code == 202
+        b = r.json()
+        iid = b["operation_id"]
+        assert b["status_url"].endswith(f"/api/status/{iid}")
+        assert b["result_url"].endswith(f"/api/result/{iid}")
+        assert r.headers["location"] == b["status_url"]
+        early = await http.get(b["result_url"])
+        if early.status_code == 202:  # still running: points back at the status
+            assert early.headers["location"] == b["status_url"]
+            assert early.json()["status"] in ("Pending", "Running")
+        s = (await poll(http, b["status_url"])).json()
+        assert s["status"] == "Completed" and s["status_url"] == b["status_url"]
+        res = await http.get(b["result_url"])
+        assert res.status_code == 200
+        out = res.json()
+        assert out["status"] == "Completed"
+        assert out["result"]["message"] == "Hello, Ada! Processed in 0.3 seconds."
+
+
+async def test_failed_and_terminated_operations(backend: str, tmp_path: Any) -> None:
+    app = sample_client.create_app(lifespan_for(backend, tmp_path))
+    async with serve(app) as http:
+        durable = app.state.durable_client
+        bad = await durable.schedule_new_orchestration(
+            "async_http_api_orchestrator", input={"processing_time": -1}
+        )
+        s = (await poll(http, f"/api/operations/{bad}")).json()
+        assert s["status"] == "Failed" and s["result"] is None
+        assert "processing_time must be >= 0" in s["error"]
+        res = await http.get(f"/api/result/{bad}")
+        assert res.status_code == 200 and res.json()["status"] == "Failed"
+        r = await http.post("/api/start-operation", json={"processing_time": 600})
+        iid = r.json()["operation_id"]
+        await durable.wait_for_orchestration_start(iid, timeout=30)
+        await durable.terminate_orchestration(iid, output="stop")
+        s = (await poll(http, f"/api/status/{iid}")).json()
+        assert s["status"] == "Terminated" and "stop" in s["error"]
+
+
+async def test_sample_bad_input(backend: str, tmp_path: Any) -> None:
+    app = sample_client.create_app(lifespan_for(backend, tmp_path))
+    async with serve(app) as http:
+        durable = app.state.durable_client
+        j = {"content-type": "application/json"}
+        assert_problem(await http.post("/api/start-operation", json={"processing_time": "soon"}), 422)
+        assert_problem(await http.post("/api/start-operation", json={"processing_time": -1}), 422)
+        assert_problem(await http.post("/api/start-operation", content=b"{", headers=j), 422)
+        assert_problem(await http.post("/api/start-operation", content=b"x=1",
+                                       headers={"content-type": "text/plain"}), 422)
+        assert_problem(await http.post("/api/process", json={"delay_seconds": 1}), 422)
+        assert_problem(await http.post("/api/process", json={"name": "", "delay_seconds": 1}), 422)
+        big = json.dumps({"name": "x" * 100_000}).encode()
+        assert_problem(await http.post("/api/process", content=big, headers=j), 413)
+        assert_problem(await http.get("/api/operations/nope"), 404)
+        assert_problem(await http.get("/api/status/bad%20id"), 400)
+        assert_problem(await http.get(f"/api/result/{'x' * 300}"), 400)
+        if hasattr(durable, "instances"):
+            assert durable.instances == {}
+        else:
+            assert (await durable.query_orchestrations()).states == []
+
+
+async def test_sample_openapi_lists_the_seed_routes(tmp_path: Any) -> None:
+    app = sample_client.create_app(lifespan_for("fake", tmp_path))
+    paths = app.openapi()["paths"]
+    for p in ("/api/start-operation", "/api/operations/{operation_id}", "/api/process",
+              "/api/status/{operation_id}", "/api/result/{operation_id}"):
+        assert p in paths
+
+
+# -- generic_router.py and app.py (registered with the runtime) ------------------------------------
+
+
+@needs_runtime
+async def test_generic_router_sample_shows_progress(tmp_path: Any) -> None:
+    import generic_router
+    from durable_core.fastapi import runtime_lifespan
+
+    app = generic_router.create_app(runtime_lifespan(f"sqlite:///{tmp_path / 'g.db'}"), "k")
+    async with serve(app) as http:
+        r = await http.post("/api/jobs", json={"name": "report", "steps": 4, "seconds_per_step": 0.05})
+        assert r.status_code == 202
+        url = r.headers["location"]
+        assert r.headers["operation-location"] == url
+        seen = set()
+        for _ in range(200):
+            s = await http.get(url + "?wait=2")
+            b = s.json()
+            if b["customStatus"]:
+                seen.add(b["customStatus"]["percentComplete"])
+            if b["status"] == "Succeeded":
+                break
+        assert b["status"] == "Succeeded" and b["result"] == {"job": "report", "chunks": 4}
+        assert 100 in seen
+        assert (await http.get(url + "/result")).json() == {"job": "report", "chunks": 4}
+        assert_problem(await http.post("/api/jobs", json={"name": "x", "steps": 0}), 422)
+        assert_problem(await http.delete(url), 401)
+        assert (await http.delete(url, headers={"X-API-Key": "k"})).status_code == 200
+
+
+@needs_runtime
+async def test_app_serves_both_samples_in_one_process(tmp_path: Any) -> None:
+    import app as sample_app
+
+    app = sample_app.create_app(f"sqlite:///{tmp_path / 'a.db'}", api_key="k")
+    async with serve(app) as http:
+        a = await http.post("/api/start-operation", json={"processing_time": 0})
+        b = await http.post("/api/jobs", json={"name": "n", "steps": 2, "seconds_per_step": 0})
+        assert a.status_code == b.status_code == 202
+        assert (await poll(http, a.json()["status_url"])).json()["status"] == "Completed"
+        with anyio.fail_after(60):
+            while (await http.get(b.headers["location"] + "?wait=5")).json()["status"] != "Succeeded":
+                pass
+
+
+# -- real servers ----------------------------------------------------------------------------------
+
+
+def _sync_flow(base: str) -> None:
+    with httpx.Client(base_url=base, timeout=30) as http:
+        r = http.post("/api/start-operation", json={"processing_time": 0.1})
+        assert r.status_code == 202
+        loc = r.headers["location"]
+        assert loc.startswith(base)
+        for _ in range(1500):
+            s = http.get(loc).json()
+            if s["status"] in FINISHED:
+                break
+            anyio_sleep(0.02)
+        assert s["status"] == "Completed", s
+        assert s["result"]["processing_time"] == 0.1
+        p = http.post("/api/process", json={"name": "Bo", "delay_seconds": 0})
+        assert p.status_code == 202
+        for _ in range(1500):
+            res = http.get(p.json()["result_url"])
+            if res.status_code == 200:
+                break
+            anyio_sleep(0.02)
+        assert res.json()["result"]["message"].startswith("Hello, Bo!")
+        bad = http.post("/api/process", content=b"{", headers={"content-type": "application/json"})
+        assert bad.status_code == 422
+        assert bad.headers["content-type"].startswith("application/problem+json")
+
+
+def anyio_sleep(s: float) -> None:
+    import time
+
+    time.sleep(s)
+
+
+def test_uvicorn_serves_client_on_fake() -> None:
+    port = free_port()
+    proc = spawn(["-m", "uvicorn", "http_fake_app:app", "--host", "127.0.0.1", "--port", str(port),
+                  "--log-level", "warning"])
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/openapi.json", proc)
+        _sync_flow(f"http://127.0.0.1:{port}")
+    finally:
+        stop(proc)
+
+
+@needs_runtime
+def test_uvicorn_serves_app_py(tmp_path: Any) -> None:
+    port = free_port()
+    db = f"sqlite:///{tmp_path / 'one.db'}"
+    proc = spawn(["examples/async_http_api/app.py", "--db", db, "--port", str(port)],
+                 env={"DURABLE_API_KEY": "k"})
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/openapi.json", proc)
+        _sync_flow(f"http://127.0.0.1:{port}")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            r = http.post("/operations/orchestrators/process_with_progress/job-7",
+                          json={"name": "j", "steps": 2, "seconds_per_step": 0})
+            assert r.status_code == 202
+            s = http.get(r.headers["location"] + "?wait=20").json()
+            for _ in range(50):
+                if s["status"] == "Succeeded":
+                    break
+                s = http.get(r.headers["location"] + "?wait=5").json()
+            assert s["result"] == {"job": "j", "chunks": 2}
+    finally:
+        out = stop(proc)
+    assert f"http://127.0.0.1:{port}/api/start-operation" in out  # the banner says where to curl
+
+
+@needs_runtime
+def test_two_processes_share_the_store(tmp_path: Any) -> None:
+    db = f"sqlite:///{tmp_path / 'two.db'}"
+    port = free_port()
+    api = spawn(["examples/async_http_api/client.py", "--db", db, "--port", str(port)])
+    w = spawn(["examples/async_http_api/worker.py", "--db", db])
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/openapi.json", api)
+        _sync_flow(f"http://127.0.0.1:{port}")
+    finally:
+        out_w = stop(w)
+        stop(api)
+    assert "worker running" in out_w
