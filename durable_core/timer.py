@@ -73,17 +73,20 @@ class TimerService:
             raise RuntimeError("TimerService already started")
         loop = asyncio.get_running_loop()
         self._task = loop.create_task(self._run(), name="durable_core.TimerService")
+        self._task.add_done_callback(self._service_done)
 
     async def aclose(self) -> None:
         """Stop the service: pending timers are dropped, running callback tasks cancelled."""
         self._closed = True
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+            if not task.done():
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+            # a failure of the service task was logged by _service_done
         tasks = list(self._tasks)
         for t in tasks:
             t.cancel()
@@ -175,6 +178,12 @@ class TimerService:
             raise
         except BaseException:
             logger.exception("timer callback %r failed", callback)
+
+    def _service_done(self, task: asyncio.Task[None]) -> None:
+        # The loop only ends by cancellation; anything else (a clock returning a non-int, say)
+        # stopped the timers and must not pass silently.
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("TimerService stopped", exc_info=task.exception())
 
     def _task_done(self, task: asyncio.Future[Any]) -> None:
         self._tasks.discard(task)  # type: ignore[arg-type]

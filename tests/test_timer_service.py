@@ -290,3 +290,20 @@ def test_resolution(service_cls: type) -> None:
         await svc.aclose()
 
     run(main)
+
+
+def test_broken_clock_is_logged(service_cls: type, caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    svc = service_cls(clock=clock)
+
+    async def main() -> None:
+        svc.start()
+        await turns()
+        clock.t = 2e6  # type: ignore[assignment]  # a float
+        svc.wake()
+        await until(lambda: svc._task is None or svc._task.done())
+        await svc.aclose()
+
+    with caplog.at_level(logging.ERROR, logger="durable_core.timer"):
+        run(main)
+    assert "TimerService stopped" in caplog.text
