@@ -382,3 +382,16 @@ def test_runtime_default_url_and_bad_urls(tmp_path, monkeypatch):
 
     with pytest.raises(BackendNotAvailableError):
         dc.Runtime("postgresql://localhost/db")
+
+
+def test_quickstart_example_runs(tmp_path):
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).parent.parent / "examples" / "quickstart.py"
+    spec = importlib.util.spec_from_file_location("quickstart_example", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    st = mod.main(f"sqlite:///{tmp_path / 'qs.db'}")
+    assert st.runtime_status == S.COMPLETED and st.output == ["A", "B", "C"]
+    assert st.custom_status == {"done": 3}
