@@ -27,6 +27,9 @@ _EXPORTS: dict[str, str] = {
     "OrchestrationAlreadyExistsError": "errors",
     "OrchestrationFailedError": "errors",
     "PayloadError": "errors",
+    "EventTimeoutError": "errors",
+    "TaskCancelledError": "errors",
+    "OrchestratorNotFoundError": "errors",
     # data
     "FailureDetails": "history",
     "OrchestrationStatus": "status",
@@ -50,17 +53,24 @@ _EXPORTS: dict[str, str] = {
     "Worker": "worker",
     "Client": "client",
     "AsyncClient": "client",
+    "ReuseIdPolicy": "client",
+    "QueryResult": "client",
+    "BackendNotAvailableError": "backends",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .client import AsyncClient, Client
+    from .backends import BackendNotAvailableError
+    from .client import AsyncClient, Client, QueryResult, ReuseIdPolicy
     from .context import ActivityContext, OrchestrationContext
     from .converter import DataConverter, JsonDataConverter
     from .engine import OrchestrationExecutor
     from .errors import (
         DurableError,
+        EventTimeoutError,
+        OrchestratorNotFoundError,
+        TaskCancelledError,
         HistoryCorruptError,
         NonDeterminismError,
         OrchestrationAlreadyExistsError,
