@@ -466,11 +466,15 @@ def runtime_lifespan(
     *,
     registry: Any = None,
     converter: Any = None,
+    stop_grace: float = 10.0,
     **runtime_options: Any,
 ) -> LifespanFactory:
     """A FastAPI ``lifespan`` that runs a :class:`durable_core.Runtime` (worker + client)
     on the server's event loop, and publishes ``app.state.durable_runtime`` and
     ``app.state.durable_client`` (the runtime's ``AsyncClient``) for the routes.
+
+    At shutdown running activities get ``stop_grace`` seconds to finish; what is cut off is
+    retried by the next worker (activities are at-least-once).
     """
 
     @asynccontextmanager
@@ -489,7 +493,7 @@ def runtime_lifespan(
         try:
             yield
         finally:
-            await rt.astop()
+            await rt.astop(stop_grace)
 
     return lifespan
 
@@ -990,27 +994,25 @@ class OperationsAPI:
     ) -> Optional[OrchestrationState]:
         """Wait up to ``timeout`` seconds for ``state`` to change; the new state, or None.
 
-        Uses the client's own notifications (``wait_for_orchestration_start`` /
-        ``wait_for_orchestration_completion``, or a ``wait_for_orchestration_change`` when the
-        client has one), never a busy loop.
+        With a store that signals changes (the runtime's in-process notifier) the wait is woken
+        by the commit itself; changes committed by another process (a separate worker) are seen
+        by re-reading the instance with back-off (5 ms growing to 250 ms), never a busy loop.
+        A client without a notifier falls back on ``wait_for_orchestration_start`` /
+        ``wait_for_orchestration_completion``.
         """
-        iid = state.instance_id
         if timeout <= 0:
             return None
-        changer = getattr(client, "wait_for_orchestration_change", None)
+        notifier = getattr(getattr(client, "backend", None), "notifier", None)
+        if notifier is not None and hasattr(notifier, "add_waiter"):
+            return await _watch(client, notifier, state, timeout)
+        iid = state.instance_id
         try:
-            if changer is not None:
-                return await asyncio.wait_for(
-                    changer(iid, since=state.last_updated_at, timeout=timeout), timeout + 1
-                )
             if state.runtime_status == OrchestrationStatus.PENDING:
                 waiter = client.wait_for_orchestration_start(iid, timeout=timeout)
             else:
                 waiter = client.wait_for_orchestration_completion(iid, timeout=timeout)
             return await asyncio.wait_for(waiter, timeout + 1)
-        except (TimeoutError, asyncio.TimeoutError):
-            return None
-        except OrchestrationNotFoundError:
+        except (TimeoutError, asyncio.TimeoutError, OrchestrationNotFoundError):
             return None
 
     async def _history(self, client: Any, instance_id: str) -> list[dict[str, Any]]:
@@ -1383,6 +1385,59 @@ _NAME_PATH: Any = PathParam(
 _EVENT_PATH: Any = PathParam(
     ..., description="event name", json_schema_extra={"pattern": r"^[A-Za-z0-9_.:\-]{1,128}$"}
 )
+
+
+def _state_key(st: OrchestrationState) -> tuple[Any, ...]:
+    return (st.runtime_status, st.last_updated_at, st.serialized_custom_status)
+
+
+def _set_done(fut: "asyncio.Future[None]") -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+_WATCH_POLL_MIN = 0.005
+_WATCH_POLL_MAX = 0.25
+
+
+async def _watch(
+    client: Any, notifier: Any, state: OrchestrationState, timeout: float
+) -> Optional[OrchestrationState]:
+    """Return the instance's state once it differs from ``state`` (or at the deadline)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    iid = state.instance_id
+    before = _state_key(state)
+    box: list[Optional[asyncio.Future[None]]] = [None]
+
+    def wake() -> None:  # may run on another thread (the store's committer)
+        f = box[0]
+        if f is not None:
+            try:
+                loop.call_soon_threadsafe(_set_done, f)
+            except RuntimeError:  # pragma: no cover - loop closed
+                pass
+
+    notifier.add_waiter(iid, wake)
+    try:
+        poll = _WATCH_POLL_MIN
+        while True:
+            fut: asyncio.Future[None] = loop.create_future()
+            box[0] = fut  # armed before the read: a commit after it wakes us
+            new = await client.get_orchestration_state(iid)
+            if new is None or _state_key(new) != before:
+                return new
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return new
+            timer = loop.call_later(min(poll, remaining), _set_done, fut)
+            await fut
+            woken = loop.time() < timer.when()
+            timer.cancel()
+            poll = _WATCH_POLL_MIN if woken else min(poll * 2, _WATCH_POLL_MAX)
+    finally:
+        box[0] = None
+        notifier.remove_waiter(iid, wake)
 
 
 def _accepted_empty(status_url: str) -> Response:

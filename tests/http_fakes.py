@@ -85,6 +85,32 @@ class _Instance:
     task: Optional[asyncio.Task] = None
 
 
+class FakeNotifier:
+    """Like the runtime's store notifier: ``add_waiter(id, cb)``; ``cb()`` on every change."""
+
+    def __init__(self) -> None:
+        self.waiters: dict[str, list[Callable[[], None]]] = {}
+
+    def add_waiter(self, instance_id: str, cb: Callable[[], None]) -> None:
+        self.waiters.setdefault(instance_id, []).append(cb)
+
+    def remove_waiter(self, instance_id: str, cb: Callable[[], None]) -> None:
+        lst = self.waiters.get(instance_id, [])
+        if cb in lst:
+            lst.remove(cb)
+        if not lst:
+            self.waiters.pop(instance_id, None)
+
+    def changed(self, instance_id: str) -> None:
+        for cb in tuple(self.waiters.get(instance_id, ())):
+            cb()
+
+
+class _FakeBackend:
+    def __init__(self) -> None:
+        self.notifier = FakeNotifier()
+
+
 class FakeAsyncClient:
     """In-memory AsyncClient with the contract's method names and errors."""
 
@@ -95,6 +121,7 @@ class FakeAsyncClient:
         self.start_delay = start_delay
         self.schedule_calls = 0
         self.closed = False
+        self.backend = _FakeBackend()
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -102,6 +129,7 @@ class FakeAsyncClient:
         inst.updated = datetime.now(timezone.utc)
         inst.changed.set()
         inst.changed = asyncio.Event()
+        self.backend.notifier.changed(inst.instance_id)
 
     def _get(self, instance_id: str) -> _Instance:
         inst = self.instances.get(instance_id)

@@ -75,7 +75,7 @@ def lifespan_for(backend: str, tmp_path: Path, registry: Any = None) -> Callable
         from http_orchestrations import test_registry
 
         registry = test_registry()
-    return runtime_lifespan(f"sqlite:///{tmp_path / 'http.db'}", registry=registry)
+    return runtime_lifespan(f"sqlite:///{tmp_path / 'http.db'}", registry=registry, stop_grace=0.5)
 
 
 @asynccontextmanager

@@ -483,3 +483,36 @@ def test_constructor_checks() -> None:
         APIKeyAuth([])
     with pytest.raises(ValueError):
         OperationsAPI(retry_after=-1)
+
+
+async def test_long_poll_wakes_on_progress(http: httpx.AsyncClient) -> None:
+    r = await http.post(f"{P}/orchestrators/steps", json={"steps": 2})
+    iid = r.json()["id"]
+    url = r.headers["location"]
+    client = durable(http)
+    await client.wait_for_orchestration_start(iid, timeout=30)
+    for _ in range(500):  # the first custom status is written by the first episode
+        first = (await http.get(url)).json()
+        if first["customStatus"] is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert first["customStatus"] == {"percentComplete": 0, "step": 0}
+
+    async def step() -> None:
+        await asyncio.sleep(0.2)
+        await client.raise_orchestration_event(iid, "next")
+
+    with anyio.fail_after(45):  # asks for 60 s: it must answer when the progress changes
+        task = asyncio.ensure_future(step())
+        s = await http.get(url + "?wait=60")
+        await task
+    b = s.json()
+    assert b["status"] == "Running" and b["customStatus"] == {"percentComplete": 50, "step": 1}
+    assert (await http.get(url + "?wait=0.1")).json()["customStatus"]["step"] == 1
+    await client.raise_orchestration_event(iid, "next")
+    assert (await poll_until_done(http, url)).json()["result"] == {"steps": 2}
+    # nothing left registered with the store's notifier
+    waiters = getattr(client.backend.notifier, "waiters", None) or getattr(
+        client.backend.notifier, "_waiters", {}
+    )
+    assert not any(waiters.values())
