@@ -516,3 +516,18 @@ async def test_long_poll_wakes_on_progress(http: httpx.AsyncClient) -> None:
         client.backend.notifier, "_waiters", {}
     )
     assert not any(waiters.values())
+
+
+async def test_restart_in_place(http: httpx.AsyncClient) -> None:
+    r = await http.post(f"{P}/orchestrators/wait_event/again-1")
+    url = r.headers["location"]
+    p = assert_problem(await http.post(f"{P}/instances/again-1/restart", headers=AUTH), 409)
+    assert p["type"].endswith("still-running")
+    await http.post(f"{P}/instances/again-1/raiseEvent/go", json=1, headers=AUTH)
+    assert (await poll_until_done(http, url)).json()["result"] == {"got": 1}
+    rs = await http.post(f"{P}/instances/again-1/restart", headers=AUTH)
+    assert rs.status_code == 202 and rs.json()["id"] == "again-1"
+    st = (await http.get(url)).json()
+    assert st["status"] in ("NotStarted", "Running")
+    await http.post(f"{P}/instances/again-1/raiseEvent/go", json=2, headers=AUTH)
+    assert (await poll_until_done(http, url)).json()["result"] == {"got": 2}
