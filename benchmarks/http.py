@@ -16,14 +16,20 @@ Measured:
 
 from __future__ import annotations
 
+import os
+import sys
+
+# This file is named like the standard library's ``http`` package; run as a script its directory
+# comes first on sys.path and would shadow it (uvicorn and starlette import http.client).
+if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
+    del sys.path[0]
+
 import argparse
 import asyncio
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,14 +44,25 @@ GOALS = {"starts/s": 1500.0, "status reads/s": 3000.0, "p99 ms @ rate": 50.0}
 # -- the server (a separate process) ----------------------------------------------------------
 
 
-def serve(db: str, port: int) -> None:
-    """Run the sample app plus a no-op route under uvicorn (one worker)."""
+def serve(db: str, port: int, mode: str) -> None:
+    """Run the sample plus a no-op route under uvicorn (one worker).
+
+    ``one``: app.py, the worker on the server's loop; ``two``: client.py only (an AsyncClient on
+    the store), the worker being a separate ``worker.py`` process.
+    """
     import uvicorn
 
     sys.path.insert(0, str(SAMPLE))
-    import app as sample_app  # examples/async_http_api/app.py
+    if mode == "one":
+        import app as sample_app  # examples/async_http_api/app.py
 
-    application = sample_app.create_app(db, api_key="bench")
+        application = sample_app.create_app(db, api_key="bench")
+    else:
+        import client as sample_client  # examples/async_http_api/client.py
+
+        from durable_core.fastapi import client_lifespan
+
+        application = sample_client.create_app(client_lifespan(db))
 
     @application.get("/bench/noop")
     async def noop() -> dict:
@@ -61,7 +78,10 @@ def serve(db: str, port: int) -> None:
         http="httptools",
         workers=1,
     )
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    except KeyboardInterrupt:  # uvicorn re-raises the SIGINT it shut down on
+        pass
 
 
 # -- the load generator -------------------------------------------------------------------------
@@ -184,7 +204,22 @@ async def open_loop(
     return n, n / elapsed, lat, errors
 
 
-async def run_load(port: int, seconds: float, connections: int, rate: float) -> list[dict]:
+async def drain(port: int, last_id: str, timeout: float = 300.0) -> float:
+    """Seconds until the operation ``last_id`` (the last one started) completed."""
+    c = await Conn.open(port)
+    t0 = time.perf_counter()
+    try:
+        while time.perf_counter() - t0 < timeout:
+            _, body = await c.request(get(f"/api/operations/{last_id}"))
+            if json.loads(body)["status"] in ("Completed", "Failed", "Terminated"):
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        c.close()
+    return time.perf_counter() - t0
+
+
+async def run_load(port: int, seconds: float, connections: int, rate: float) -> tuple[list[dict], list[float]]:
     # warm up and make operations to read
     c = await Conn.open(port)
     ids: list[str] = []
@@ -192,35 +227,41 @@ async def run_load(port: int, seconds: float, connections: int, rate: float) -> 
         status, body = await c.request(START)
         assert status == 202, (status, body)
         ids.append(json.loads(body)["operation_id"])
-    for _ in range(300):  # let the worker finish them (status reads then hit terminal states)
-        status, body = await c.request(get(f"/api/operations/{ids[-1]}"))
-        if json.loads(body)["status"] == "Completed":
-            break
-        await asyncio.sleep(0.05)
     c.close()
+    await drain(port, ids[-1])
     status_req = [get(f"/api/operations/{i}") for i in ids]
     noop = get("/bench/noop")
+    last: list[str] = []
+
+    def start(i: int) -> bytes:
+        return START
+
     scenarios = [
         ("no-op route (framework ceiling)", lambda i: noop, 200),
-        ("start  POST /api/start-operation", lambda i: START, 202),
         ("status GET /api/operations/{id}", lambda i: status_req[i % len(status_req)], 200),
+        ("start  POST /api/start-operation", start, 202),
     ]
     rows = []
+    drains = []
     for name, make, expect in scenarios:
-        n, r, lat, err = await closed_loop(port, make, seconds, connections, expect)
-        rows.append(
-            dict(scenario=name, mode=f"closed, {connections} conns", n=n, rate=r,
-                 p50=percentile(lat, 50) * 1e3, p99=percentile(lat, 99) * 1e3, errors=err)
-        )
-        await asyncio.sleep(0.5)
-    for name, make, expect in scenarios:
-        n, r, lat, err = await open_loop(port, make, seconds, rate, expect)
-        rows.append(
-            dict(scenario=name, mode=f"open, {rate:.0f} req/s offered", n=n, rate=r,
-                 p50=percentile(lat, 50) * 1e3, p99=percentile(lat, 99) * 1e3, errors=err)
-        )
-        await asyncio.sleep(0.5)
-    return rows
+        for mode in ("closed", "open"):
+            if mode == "closed":
+                n, r, lat, err = await closed_loop(port, make, seconds, connections, expect)
+                label = f"closed, {connections} conns"
+            else:
+                n, r, lat, err = await open_loop(port, make, seconds, rate, expect)
+                label = f"open, {rate:.0f} req/s offered"
+            rows.append(
+                dict(scenario=name, mode=label, n=n, rate=r, p50=percentile(lat, 50) * 1e3,
+                     p99=percentile(lat, 99) * 1e3, errors=err)
+            )
+            if make is start:  # let the worker finish what was started before measuring on
+                c = await Conn.open(port)
+                _, body = await c.request(START)
+                c.close()
+                drains.append(await drain(port, json.loads(body)["operation_id"]))
+            await asyncio.sleep(0.5)
+    return rows, drains
 
 
 def wait_up(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
@@ -242,60 +283,94 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def measure(mode: str, args: argparse.Namespace) -> tuple[list[dict], list[float]]:
+    tmp = tempfile.mkdtemp(prefix="dc-http-bench-")
+    db = f"sqlite:///{tmp}/bench.db"
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--serve", mode, "--db", db, "--port", str(port)], env=env
+        )
+    ]
+    if mode == "two":
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(SAMPLE / "worker.py"), "--db", db],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+    try:
+        wait_up(port, procs[0])
+        return asyncio.run(run_load(port, args.seconds, args.connections, args.rate))
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGINT)
+        for p in procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+MODES = {
+    "one": "app.py: API + worker in one process (make run)",
+    "two": "client.py API process + worker.py process",
+}
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--rate", type=float, default=500.0)
-    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--modes", default="one,two", help="one, two or both (comma-separated)")
+    ap.add_argument("--serve", choices=sorted(MODES), help=argparse.SUPPRESS)
     ap.add_argument("--db", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.serve:
-        serve(args.db, args.port)
+        serve(args.db, args.port, args.serve)
         return
-
-    tmp = tempfile.mkdtemp(prefix="dc-http-bench-")
-    db = f"sqlite:///{tmp}/bench.db"
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", "--db", db, "--port", str(port)],
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
     try:
-        wait_up(port, proc)
-        try:
-            import uvloop
+        import uvloop
 
-            uvloop.install()
-        except ImportError:  # pragma: no cover
-            pass
-        rows = asyncio.run(run_load(port, args.seconds, args.connections, args.rate))
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        uvloop.install()
+    except ImportError:  # pragma: no cover
+        pass
+    results = {m: measure(m, args) for m in args.modes.split(",")}
 
-    print(f"\nHTTP benchmark: one uvicorn worker (uvloop, httptools), sample app with its worker in "
-          f"process, SQLite at {db}; load generator: asyncio client in a second process, loopback; "
-          f"{os.cpu_count()} CPUs\n")
-    print(f"| {'scenario':34} | {'mode':24} | {'requests':>8} | {'req/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} | errors |")
-    print(f"|{'-' * 36}|{'-' * 26}|{'-' * 10}|{'-' * 10}|{'-' * 9}|{'-' * 9}|--------|")
-    for r in rows:
-        print(f"| {r['scenario']:34} | {r['mode']:24} | {r['n']:>8} | {r['rate']:>8.0f} | "
-              f"{r['p50']:>7.2f} | {r['p99']:>7.2f} | {r['errors']:>6} |")
-    starts = rows[1]["rate"]
-    reads = rows[2]["rate"]
-    p99_start, p99_status = rows[4]["p99"], rows[5]["p99"]
+    print(f"\nHTTP benchmark: one uvicorn worker (uvloop, httptools), SQLite store in a temp dir; "
+          f"load generator: asyncio HTTP/1.1 client in another process over loopback; "
+          f"{args.seconds:g} s per line; {os.cpu_count()} CPUs (shared)\n")
+    print(f"| {'server':5} | {'scenario':34} | {'mode':24} | {'requests':>8} | {'req/s':>7} | {'p50 ms':>7} | {'p99 ms':>7} | err |")
+    print(f"|{'-' * 7}|{'-' * 36}|{'-' * 26}|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 9}|-----|")
+    for m, (rows, _) in results.items():
+        for r in rows:
+            print(f"| {m:5} | {r['scenario']:34} | {r['mode']:24} | {r['n']:>8} | {r['rate']:>7.0f} | "
+                  f"{r['p50']:>7.2f} | {r['p99']:>7.2f} | {r['errors']:>3} |")
     print()
-    print(f"goal starts/s >= {GOALS['starts/s']:.0f}: {starts:.0f} -> {'met' if starts >= GOALS['starts/s'] else 'MISSED'}")
-    print(f"goal status reads/s >= {GOALS['status reads/s']:.0f}: {reads:.0f} -> "
-          f"{'met' if reads >= GOALS['status reads/s'] else 'MISSED'}")
-    for label, v in (("start", p99_start), ("status", p99_status)):
-        print(f"goal p99 < {GOALS['p99 ms @ rate']:.0f} ms at {args.rate:.0f} req/s ({label}): {v:.1f} ms -> "
-              f"{'met' if v < GOALS['p99 ms @ rate'] else 'MISSED'}")
+    for m, desc in MODES.items():
+        if m in results:
+            d = results[m][1]
+            print(f"{m}: {desc}; worker caught up {d[0]:.1f} s / {d[1]:.1f} s after the closed / open start runs")
+    print()
+    for m, (rows, _) in results.items():
+        by = {(r["scenario"].split()[0], r["mode"].split(",")[0]): r for r in rows}
+        starts = by[("start", "closed")]["rate"]
+        reads = by[("status", "closed")]["rate"]
+        ceiling = by[("no-op", "closed")]["rate"]
+        print(f"[{m}] framework ceiling (no-op) {ceiling:.0f} req/s")
+        print(f"[{m}] goal starts/s >= {GOALS['starts/s']:.0f}: {starts:.0f} -> "
+              f"{'met' if starts >= GOALS['starts/s'] else 'MISSED'}")
+        print(f"[{m}] goal status reads/s >= {GOALS['status reads/s']:.0f}: {reads:.0f} -> "
+              f"{'met' if reads >= GOALS['status reads/s'] else 'MISSED'}")
+        for label in ("start", "status"):
+            v = by[(label, "open")]["p99"]
+            print(f"[{m}] goal p99 < {GOALS['p99 ms @ rate']:.0f} ms at {args.rate:.0f} req/s ({label}): "
+                  f"{v:.1f} ms -> {'met' if v < GOALS['p99 ms @ rate'] else 'MISSED'}")
 
 
 if __name__ == "__main__":

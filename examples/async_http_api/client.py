@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from durable_core.fastapi import (
     ID_SCHEMA,
     BodySizeLimitMiddleware,
+    base_url,
     ProblemError,
     client_lifespan,
     install_problem_handlers,
@@ -126,9 +127,16 @@ def _error(state: OrchestrationState) -> Optional[str]:
     return None
 
 
-def _polling_headers(response: Response, state: OrchestrationState) -> None:
-    if state.runtime_status not in _FINISHED:
-        response.headers["Retry-After"] = RETRY_AFTER
+def _polling_headers(state: OrchestrationState) -> dict[str, str]:
+    return {} if state.runtime_status in _FINISHED else {"Retry-After": RETRY_AFTER}
+
+
+def _json(model: BaseModel, status_code: int = 200, headers: Optional[dict] = None) -> Response:
+    # Returning a Response skips FastAPI's second validation of the return value (the
+    # response_model still documents it); pydantic serializes the model in one call.
+    return Response(
+        model.model_dump_json(), status_code=status_code, headers=headers, media_type="application/json"
+    )
 
 
 def create_app(lifespan: Optional[Callable[[FastAPI], Any]] = None) -> FastAPI:
@@ -143,27 +151,28 @@ def create_app(lifespan: Optional[Callable[[FastAPI], Any]] = None) -> FastAPI:
 
     @app.post("/api/start-operation", status_code=202, response_model=OperationResponse, responses=START_ERRORS)
     async def start_operation(
-        request: Request, response: Response, req: Optional[OperationRequest] = None
-    ) -> OperationResponse:
+        request: Request, req: Optional[OperationRequest] = None
+    ) -> Response:
         """Start a long-running operation; poll ``status_url`` for its outcome."""
         req = req or OperationRequest()
         operation_id = await _client(request).schedule_new_orchestration(
             ORCHESTRATOR, input={"processing_time": req.processing_time}
         )
-        status_url = str(request.url_for("get_operation_status", operation_id=operation_id))
-        response.headers["Location"] = status_url
-        response.headers["Retry-After"] = RETRY_AFTER
-        return OperationResponse(operation_id=operation_id, status_url=status_url)
+        status_url = f"{base_url(request)}/api/operations/{operation_id}"
+        return _json(
+            OperationResponse(operation_id=operation_id, status_url=status_url),
+            202,
+            {"Location": status_url, "Retry-After": RETRY_AFTER},
+        )
 
     @app.get("/api/operations/{operation_id}", response_model=OperationStatus, responses=LOOKUP_ERRORS)
     async def get_operation_status(
-        request: Request, response: Response, operation_id: str = OperationId
-    ) -> OperationStatus:
+        request: Request, operation_id: str = OperationId
+    ) -> Response:
         """The operation's status; ``result`` once completed, ``error`` if it failed."""
         state = await _state(request, operation_id)
-        _polling_headers(response, state)
         completed = state.runtime_status == OrchestrationStatus.COMPLETED
-        return OperationStatus(
+        body = OperationStatus(
             operation_id=operation_id,
             status=runtime_status_name(state.runtime_status),
             result=state.output if completed else None,
@@ -171,46 +180,47 @@ def create_app(lifespan: Optional[Callable[[FastAPI], Any]] = None) -> FastAPI:
             last_updated=state.last_updated_at.isoformat(),
             custom_status=state.custom_status,
         )
+        return _json(body, 200, _polling_headers(state))
 
     @app.post("/api/process", status_code=202, response_model=ProcessResponse, responses=START_ERRORS)
-    async def process(req: ProcessRequest, request: Request, response: Response) -> ProcessResponse:
+    async def process(req: ProcessRequest, request: Request) -> Response:
         """Start processing ``name`` for ``delay_seconds``; returns status and result links."""
         operation_id = await _client(request).schedule_new_orchestration(
             ORCHESTRATOR, input={"name": req.name, "delay_seconds": req.delay_seconds}
         )
-        status_url = str(request.url_for("get_status", operation_id=operation_id))
-        result_url = str(request.url_for("get_result", operation_id=operation_id))
-        response.headers["Location"] = status_url
-        response.headers["Retry-After"] = RETRY_AFTER
-        return ProcessResponse(
+        base = base_url(request)
+        status_url = f"{base}/api/status/{operation_id}"
+        body = ProcessResponse(
             operation_id=operation_id,
             status_url=status_url,
-            result_url=result_url,
+            result_url=f"{base}/api/result/{operation_id}",
             message="Processing started",
         )
+        return _json(body, 202, {"Location": status_url, "Retry-After": RETRY_AFTER})
 
     @app.get("/api/status/{operation_id}", response_model=StatusResponse, responses=LOOKUP_ERRORS)
-    async def get_status(request: Request, response: Response, operation_id: str = OperationId) -> StatusResponse:
+    async def get_status(request: Request, operation_id: str = OperationId) -> Response:
         """Whether the operation is running, completed or failed, with its links."""
         state = await _state(request, operation_id)
-        _polling_headers(response, state)
-        return StatusResponse(
+        base = base_url(request)
+        body = StatusResponse(
             operation_id=operation_id,
             status=runtime_status_name(state.runtime_status),
             last_updated=state.last_updated_at.isoformat(),
             created_at=state.created_at.isoformat(),
             custom_status=state.custom_status,
             error=_error(state),
-            status_url=str(request.url_for("get_status", operation_id=operation_id)),
-            result_url=str(request.url_for("get_result", operation_id=operation_id)),
+            status_url=f"{base}/api/status/{operation_id}",
+            result_url=f"{base}/api/result/{operation_id}",
         )
+        return _json(body, 200, _polling_headers(state))
 
     @app.get(
         "/api/result/{operation_id}",
         response_model=OperationStatus,
         responses={202: {"description": "still running: retry after Retry-After seconds"}, **LOOKUP_ERRORS},
     )
-    async def get_result(request: Request, response: Response, operation_id: str = OperationId) -> OperationStatus:
+    async def get_result(request: Request, operation_id: str = OperationId) -> Response:
         """The result once completed (202 with ``Location`` while still running)."""
         state = await _state(request, operation_id)
         body = OperationStatus(
@@ -223,10 +233,9 @@ def create_app(lifespan: Optional[Callable[[FastAPI], Any]] = None) -> FastAPI:
         elif state.runtime_status in _FINISHED:
             body.error = _error(state)
         else:
-            response.status_code = 202
-            response.headers["Location"] = str(request.url_for("get_status", operation_id=operation_id))
-            response.headers["Retry-After"] = RETRY_AFTER
-        return body
+            status_url = f"{base_url(request)}/api/status/{operation_id}"
+            return _json(body, 202, {"Location": status_url, "Retry-After": RETRY_AFTER})
+        return _json(body)
 
     return app
 
