@@ -371,31 +371,38 @@ class BodySizeLimitMiddleware:
                 break
         seen = 0
         started = False
+        rejected = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            # Past the limit: answer 413 at once and tell the app the client went away (an
+            # exception here would be turned into a 400 by the app's body parsing).
+            nonlocal seen, started, rejected
+            if rejected:
+                return {"type": "http.disconnect"}
             msg = await receive()
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > limit:
-                    raise _BodyTooLarge()
+                    rejected = True
+                    if not started:
+                        started = True
+                        await _too_large(limit)(scope, _no_receive, send)
+                    return {"type": "http.disconnect"}
             return msg
 
         async def tracking_send(msg: Message) -> None:
             nonlocal started
+            if rejected:
+                return  # the 413 was the answer; drop what the app says after the "disconnect"
             if msg["type"] == "http.response.start":
                 started = True
             await send(msg)
 
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
-            if not started:
-                await _too_large(limit)(scope, receive, send)
+        await self.app(scope, limited_receive, tracking_send)
 
 
-class _BodyTooLarge(Exception):
-    pass
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}
 
 
 def _too_large(limit: int) -> Response:

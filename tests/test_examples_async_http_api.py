@@ -250,27 +250,71 @@ def test_uvicorn_serves_client_on_fake() -> None:
 
 
 @needs_runtime
-def test_uvicorn_serves_app_py(tmp_path: Any) -> None:
+async def test_uvicorn_serves_app_py(tmp_path: Any) -> None:
+    """app.py under a real uvicorn: both samples, failure, termination, idempotency,
+    long-poll, 100 concurrent starts."""
     port = free_port()
     db = f"sqlite:///{tmp_path / 'one.db'}"
     proc = spawn(["examples/async_http_api/app.py", "--db", db, "--port", str(port)],
                  env={"DURABLE_API_KEY": "k"})
+    base = f"http://127.0.0.1:{port}"
+    key = {"X-API-Key": "k"}
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/openapi.json", proc)
-        _sync_flow(f"http://127.0.0.1:{port}")
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            r = http.post("/operations/orchestrators/process_with_progress/job-7",
-                          json={"name": "j", "steps": 2, "seconds_per_step": 0})
-            assert r.status_code == 202
-            s = http.get(r.headers["location"] + "?wait=20").json()
-            for _ in range(50):
-                if s["status"] == "Succeeded":
-                    break
-                s = http.get(r.headers["location"] + "?wait=5").json()
-            assert s["result"] == {"job": "j", "chunks": 2}
+        await anyio.to_thread.run_sync(wait_for_http, f"{base}/openapi.json", proc)
+        await anyio.to_thread.run_sync(_sync_flow, base)
+        limits = httpx.Limits(max_connections=100)
+        async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as http:
+            gen = "/operations/orchestrators/process_with_progress"
+            job = {"name": "j", "steps": 2, "seconds_per_step": 0}
+            # idempotent start with a client id, then the same again
+            a = await http.post(f"{gen}/job-7", json=job)
+            b = await http.post(f"{gen}/job-7", json=job)
+            assert a.status_code == b.status_code == 202
+            assert b.headers["idempotent-replayed"] == "true"
+            assert a.headers["location"] == b.headers["location"] == f"{base}/operations/instances/job-7"
+            s = await poll_generic(http, a.headers["location"])
+            assert s["status"] == "Succeeded" and s["result"] == {"job": "j", "chunks": 2}
+            # failure: the orchestrator chokes on its input
+            f = await http.post(gen, json={"name": "bad", "steps": "many"})
+            s = await poll_generic(http, f.headers["location"])
+            assert s["status"] == "Failed" and s["error"]["code"] == "ValueError"
+            # long-poll wakes on termination (the job would run for 100 s)
+            t = await http.post(gen, json={"name": "long", "steps": 100, "seconds_per_step": 1})
+            url = t.headers["location"]
+
+            async def terminate() -> None:
+                await anyio.sleep(0.5)
+                r = await http.post(url + "/terminate?reason=enough", headers=key)
+                assert r.status_code == 202
+
+            with anyio.fail_after(45):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(terminate)
+                    for _ in range(100):  # each poll answers at a change (progress, then the end)
+                        s = (await http.get(url + "?wait=60")).json()
+                        if s["status"] == "Canceled":
+                            break
+            assert s["runtimeStatus"] == "Terminated" and s["error"]["message"] == "enough"
+            # 100 concurrent starts
+            rs = await asyncio.gather(
+                *(http.post("/api/start-operation", json={"processing_time": 0}) for _ in range(100))
+            )
+            assert all(r.status_code == 202 for r in rs)
+            ids = {r.json()["operation_id"] for r in rs}
+            assert len(ids) == 100
+            for i in ids:
+                assert (await poll(http, f"/api/operations/{i}")).json()["status"] == "Completed"
     finally:
         out = stop(proc)
-    assert f"http://127.0.0.1:{port}/api/start-operation" in out  # the banner says where to curl
+    assert f"{base}/api/start-operation" in out  # the banner says where to curl
+
+
+async def poll_generic(http: httpx.AsyncClient, url: str) -> dict:
+    for _ in range(100):
+        s = (await http.get(url + "?wait=10")).json()
+        if s["status"] in ("Succeeded", "Failed", "Canceled"):
+            return s
+    raise AssertionError("never finished")
 
 
 @needs_runtime
@@ -286,3 +330,26 @@ def test_two_processes_share_the_store(tmp_path: Any) -> None:
         out_w = stop(w)
         stop(api)
     assert "worker running" in out_w
+
+
+async def test_sample_cuts_off_a_chunked_oversized_body(tmp_path: Any) -> None:
+    app = sample_client.create_app(lifespan_for("fake", tmp_path))
+    async with serve(app) as http:
+
+        async def gen() -> Any:
+            yield b'{"name": "'
+            for _ in range(20):
+                yield b"x" * 8192
+
+        r = await http.post("/api/process", content=gen(), headers={"content-type": "application/json"})
+        assert_problem(r, 413)
+        assert app.state.durable_client.instances == {}
+
+
+async def test_openapi_documents_problems(tmp_path: Any) -> None:
+    app = sample_client.create_app(lifespan_for("fake", tmp_path))
+    doc = app.openapi()
+    assert "Problem" in doc["components"]["schemas"]
+    resp = doc["paths"]["/api/process"]["post"]["responses"]
+    assert list(resp["422"]["content"]) == ["application/problem+json"]
+    assert list(resp["202"]["content"]) == ["application/json"]
