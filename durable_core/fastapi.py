@@ -689,7 +689,9 @@ class OperationsAPI:
     orchestrators:
         Names or functions that the generic start route may start. ``None`` allows every
         orchestrator in ``registry`` (the default registry when that is ``None``) at request
-        time. An unknown name is a 404 and starts nothing.
+        time -- everything the process registered becomes startable over HTTP, so list them
+        when the process registers more than it means to expose. An unknown name is a 404
+        and starts nothing.
     prefix:
         Path prefix of the generic routes (default ``/operations``).
     management_auth:
@@ -756,7 +758,6 @@ class OperationsAPI:
         else:
             self._mgmt_dep = _management_disabled
         self.router = APIRouter(dependencies=list(dependencies or ()), tags=tags or ["operations"])
-        self._paths: dict[str, str] = {}
         self._add_routes()
 
     # -- wiring ------------------------------------------------------------------------------
@@ -790,10 +791,7 @@ class OperationsAPI:
             return name in self._allowed
         reg = self._registry
         if reg is None:
-            try:
-                from .registry import default_registry as reg  # type: ignore[no-redef]
-            except ImportError:  # pragma: no cover - registry module not built yet
-                return False
+            from .registry import default_registry as reg  # type: ignore[no-redef]
         return reg.get_orchestrator(name) is not None
 
     # -- URLs --------------------------------------------------------------------------------

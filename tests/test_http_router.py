@@ -531,3 +531,23 @@ async def test_restart_in_place(http: httpx.AsyncClient) -> None:
     assert st["status"] in ("NotStarted", "Running")
     await http.post(f"{P}/instances/again-1/raiseEvent/go", json=2, headers=AUTH)
     assert (await poll_until_done(http, url)).json()["result"] == {"got": 2}
+
+
+async def test_registry_decides_what_starts(backend: str, tmp_path: Any) -> None:
+    import durable_core as dc
+
+    from http_orchestrations import echo
+
+    reg = dc.Registry()
+    reg.add_orchestrator(echo, name="echo")
+    api = OperationsAPI(registry=reg, allow_unauthenticated_management=True)
+    app = FastAPI(lifespan=lifespan_for(backend, tmp_path))
+    api.install(app)
+    async with serve(app) as http:
+        http.app = app  # type: ignore[attr-defined]
+        ok = await http.post(f"{P}/orchestrators/echo", json=3)
+        assert ok.status_code == 202
+        assert (await poll_until_done(http, ok.headers["location"])).json()["result"] == 3
+        n = await count_instances(http)
+        assert_problem(await http.post(f"{P}/orchestrators/fail", json=3), 404)
+        assert await count_instances(http) == n
