@@ -160,6 +160,8 @@ class Worker:
         self._timers: Any = None
         self._timer_deadlines: set[int] = set()
         self._completions: collections.deque[ActivityResult] = collections.deque()
+        self._pending: list[OrchestrationWorkItem] = []
+        self._retry_commits: list[StepCommit] = []
         self._inflight: dict[int, ActivityWorkItem] = {}
         self._async_tasks: set[asyncio.Task[Any]] = set()
         self._wake_fut: Optional[asyncio.Future[None]] = None
@@ -208,10 +210,12 @@ class Worker:
             except Exception:  # pragma: no cover - logged by _main
                 pass
         deadline = time.monotonic() + grace
+        # commit the steps leased by the last turn and the results of activities in flight
+        self._turn_logged()
         while self._inflight and time.monotonic() < deadline:
-            await self._wait_or_timeout(0.02)
-            self._flush_completions()
-        self._flush_completions()
+            await self._wait_or_timeout(min(0.02, max(0.0, deadline - time.monotonic())))
+            self._turn_logged()
+        self._turn_logged()
         for t in list(self._async_tasks):
             t.cancel()
         if self._lease_task is not None:
@@ -226,6 +230,12 @@ class Worker:
             self._pool.shutdown(wait=False, cancel_futures=True)
         if self._own_backend:
             self.backend.close()
+
+    def _turn_logged(self) -> None:
+        try:
+            self._turn()
+        except Exception:
+            log.exception("durable_core worker: commit during shutdown failed")
 
     async def run(self) -> None:
         """Serve until cancelled (then stop gracefully)."""
@@ -354,49 +364,78 @@ class Worker:
             self._schedule_timer(t)
 
     def _turn(self) -> bool:
-        """One dispatcher turn; True if it did anything."""
-        did = self._flush_completions()
+        """One dispatcher turn; True if it did anything.
+
+        Replays the instances leased by the previous turn, then one transaction commits those
+        steps and the activity results gathered meanwhile and leases the next instances and
+        activities (group commit: one transaction per turn however many items it carries).
+        """
         backend = self.backend
-        now = h.utc_now_us()
-        items = backend.fetch_orchestrations(
-            self.owner, now=now, limit=self.max_concurrent_orchestrations
-        )
-        if items:
-            did = True
-            commits = []
-            results = []
-            for it in items:
+        pending, self._pending = self._pending, []
+        commits: list[StepCommit] = list(self._retry_commits)
+        results: list[Any] = [None] * len(commits)
+        self._retry_commits = []
+        if pending:
+            now = h.utc_now_us()
+            for it in pending:
                 c, res = self._step(it, now)
                 commits.append(c)
                 results.append(res)
-            refused = backend.commit_steps(self.owner, commits, now=h.utc_now_us())
+        comp = self._completions
+        completions: list[ActivityResult] = []
+        while comp:
+            completions.append(comp.popleft())
+        stopping = self._stopping
+        free = 0 if stopping else self.max_concurrent_activities - len(self._inflight)
+        for r in completions:
+            self._inflight.pop(r.item.id, None)
+        free += 0 if stopping else len(completions)
+        try:
+            refused, items, acts = backend.run_turn(
+                self.owner,
+                steps=commits,
+                completions=completions,
+                now=h.utc_now_us(),
+                orchestration_limit=0 if stopping else self.max_concurrent_orchestrations,
+                activity_limit=max(0, free),
+            )
+        except BaseException:
+            # keep everything for the next turn (the leases keep it ours meanwhile)
+            self._retry_commits = commits
+            for r in completions:
+                self._inflight[r.item.id] = r.item
+            comp.extendleft(reversed(completions))
+            raise
+        if commits:
             self.stats["steps"] += len(commits)
             self.stats["commits"] += 1
-            refused_ids = {id(c) for c in refused}
+        self.stats["activities"] += len(completions)
+        if commits:
+            refused_ids = {id(c) for c in refused} if refused else ()
             self.stats["refused"] += len(refused)
-            horizon = now + self._lookahead_us
+            horizon = h.utc_now_us() + self._lookahead_us
             sessions = self._sessions
             for c, res in zip(commits, results):
                 key = (c.item.instance_id, c.item.execution_id)
-                if id(c) in refused_ids:
+                if refused_ids and id(c) in refused_ids:
                     sessions.pop(key, None)
                     continue
-                sess = getattr(res, "session", None) if res is not None else None
-                if sess is not None and c.status not in TERMINAL_STATUSES and c.continue_as_new is None:
+                sess = res.session if res is not None else None
+                if (
+                    sess is not None
+                    and c.continue_as_new is None
+                    and c.status not in TERMINAL_STATUSES
+                ):
                     sessions[key] = sess
                     if len(sessions) > self._sticky_size:
                         sessions.popitem(last=False)
                 for _tid, fire_at in c.timers:
                     if fire_at <= horizon:
                         self._schedule_timer(fire_at)
-        free = self.max_concurrent_activities - len(self._inflight)
-        if free > 0 and not self._stopping:
-            acts = backend.fetch_activities(self.owner, now=h.utc_now_us(), limit=free)
-            if acts:
-                did = True
-                for a in acts:
-                    self._dispatch_activity(a)
-        return did
+        self._pending = items
+        for a in acts:
+            self._dispatch_activity(a)
+        return bool(commits or completions or items or acts)
 
     # -- orchestration steps ---------------------------------------------------------------
     def _step(self, it: OrchestrationWorkItem, now: int) -> tuple[StepCommit, Any]:
@@ -547,32 +586,14 @@ class Worker:
         self._completions.append(r)
         self._wake()
 
-    def _flush_completions(self) -> bool:
-        if not self._completions:
-            return False
-        batch: list[ActivityResult] = []
-        comp = self._completions
-        while comp:
-            batch.append(comp.popleft())
-        for r in batch:
-            self._inflight.pop(r.item.id, None)
-        try:
-            self.backend.complete_activities(self.owner, batch, now=h.utc_now_us())
-        except Exception:
-            # keep them: the next turn commits them (the leases keep them ours meanwhile)
-            for r in batch:
-                self._inflight[r.item.id] = r.item
-            comp.extendleft(reversed(batch))
-            raise
-        self.stats["activities"] += len(batch)
-        return True
-
     async def _heartbeat(self) -> None:
         lease_s = getattr(self.backend, "lease_us", 30_000_000) / 1_000_000
         while True:
             await asyncio.sleep(max(0.05, lease_s / 3))
             try:
-                self.backend.renew_leases(self.owner, now=h.utc_now_us())
+                self.backend.renew_leases(
+                    self.owner, now=h.utc_now_us(), activity_ids=list(self._inflight)
+                )
             except Exception:  # pragma: no cover - store briefly unavailable
                 log.exception("durable_core worker: lease renewal failed")
 

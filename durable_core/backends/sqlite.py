@@ -687,75 +687,98 @@ class SqliteBackend(Backend):
                 (owner, json.dumps(list(ids))),
             )
 
-    def renew_leases(self, owner: str, *, now: int) -> None:
+    def renew_leases(self, owner: str, *, now: int, activity_ids: Sequence[int] = ()) -> None:
+        # Instance leases are held only while a step runs (fetch to commit, one dispatcher
+        # turn), far shorter than a lease: only activities in flight need renewing.
         exp = now + self.lease_us
         with self._tx() as c:
-            c.execute("UPDATE instances SET lock_expires=? WHERE lock_owner=?", (exp, owner))
-            c.execute("UPDATE activities SET lock_expires=? WHERE lock_owner=?", (exp, owner))
+            if activity_ids:
+                c.execute(
+                    "UPDATE activities SET lock_expires=? WHERE lock_owner=? AND id IN "
+                    "(SELECT value FROM json_each(?))",
+                    (exp, owner, json.dumps(list(activity_ids))),
+                )
             c.execute("UPDATE workers SET heartbeat=? WHERE owner=?", (now, owner))
 
     def fetch_orchestrations(
         self, owner: str, *, now: int, limit: int
     ) -> list[OrchestrationWorkItem]:
-        exp = now + self.lease_us
         with self._tx() as c:
-            locked = c.execute(
-                "UPDATE instances SET lock_owner=?, lock_expires=?, fence=fence+1 "
-                "WHERE instance_id IN (SELECT DISTINCT b.instance_id FROM inbox b "
-                "JOIN instances i ON i.instance_id=b.instance_id "
-                "WHERE b.visible_at<=? AND i.lock_expires<? LIMIT ?) "
-                "RETURNING instance_id, execution_id, name, status, history_length, fence, "
-                "parent_instance_id, parent_task_id, parent_execution_id",
-                (owner, exp, now, now, limit),
-            ).fetchall()
-            if not locked:
-                # inbox rows of deleted (purged) instances can never be delivered
-                return []
-            ids = json.dumps([r[0] for r in locked])
-            rows = c.execute(
-                "SELECT id, instance_id, execution_id, kind, event FROM inbox WHERE instance_id "
-                "IN (SELECT value FROM json_each(?)) AND visible_at<=? ORDER BY id",
-                (ids, now),
-            ).fetchall()
-            per: dict[str, list[Any]] = {}
-            for r in rows:
-                per.setdefault(r[1], []).append(r)
-            items: list[OrchestrationWorkItem] = []
-            release: list[str] = []
-            for iid, eid, name, status, hlen, fence, p_iid, p_tid, p_eid in locked:
-                evs = per.get(iid, ())
-                inbox_ids = []
-                chunks = []
-                has_start = False
-                has_term = False
-                for rid, _, r_eid, kind, data in evs:
-                    inbox_ids.append(rid)
-                    if r_eid is not None and r_eid != eid:
-                        continue  # a message for an earlier execution: consume, do not deliver
-                    if kind == _K_START:
-                        has_start = True
-                    elif kind == _K_TERMINATE:
-                        has_term = True
-                    chunks.append(data)
-                if status in _TERMINAL or (status == _PENDING and not has_start):
-                    release.append(iid)
-                    self._settle_unstartable(
-                        c, iid, status, hlen, inbox_ids, has_term, chunks, now
-                    )
-                    continue
-                items.append(
-                    OrchestrationWorkItem(
-                        iid, eid, name, OrchestrationStatus(status), hlen, fence, inbox_ids,
-                        b"".join(chunks), p_iid, p_tid, p_eid,
-                    )
+            return self._fetch_orchestrations_in(c, owner, now, limit)
+
+    def _fetch_orchestrations_in(
+        self, c: sqlite3.Connection, owner: str, now: int, limit: int
+    ) -> list[OrchestrationWorkItem]:
+        exp = now + self.lease_us
+        # ready instances, oldest event first (driven by the visible_at index, so pending
+        # timers far in the future cost nothing), distinct, up to ``limit``
+        cand: dict[str, None] = {}
+        for (iid,) in c.execute(
+            "SELECT b.instance_id FROM inbox b INDEXED BY inbox_visible "
+            "JOIN instances i ON i.instance_id=b.instance_id "
+            "WHERE b.visible_at<=? AND i.lock_expires<? ORDER BY b.visible_at LIMIT ?",
+            (now, now, limit * 8),
+        ):
+            cand[iid] = None
+            if len(cand) >= limit:
+                break
+        if not cand:
+            return []
+        locked = c.execute(
+            "UPDATE instances SET lock_owner=?, lock_expires=?, fence=fence+1 "
+            "WHERE instance_id IN (SELECT value FROM json_each(?)) AND lock_expires<? "
+            "RETURNING instance_id, execution_id, name, status, history_length, fence, "
+            "parent_instance_id, parent_task_id, parent_execution_id",
+            (owner, exp, json.dumps(list(cand)), now),
+        ).fetchall()
+        if not locked:
+            # inbox rows of deleted (purged) instances can never be delivered
+            return []
+        ids = json.dumps([r[0] for r in locked])
+        rows = c.execute(
+            "SELECT id, instance_id, execution_id, kind, event FROM inbox WHERE instance_id "
+            "IN (SELECT value FROM json_each(?)) AND visible_at<=? ORDER BY id",
+            (ids, now),
+        ).fetchall()
+        per: dict[str, list[Any]] = {}
+        for r in rows:
+            per.setdefault(r[1], []).append(r)
+        items: list[OrchestrationWorkItem] = []
+        release: list[str] = []
+        for iid, eid, name, status, hlen, fence, p_iid, p_tid, p_eid in locked:
+            evs = per.get(iid, ())
+            inbox_ids = []
+            chunks = []
+            has_start = False
+            has_term = False
+            for rid, _, r_eid, kind, data in evs:
+                inbox_ids.append(rid)
+                if r_eid is not None and r_eid != eid:
+                    continue  # a message for an earlier execution: consume, do not deliver
+                if kind == _K_START:
+                    has_start = True
+                elif kind == _K_TERMINATE:
+                    has_term = True
+                chunks.append(data)
+            if status in _TERMINAL or (status == _PENDING and not has_start):
+                release.append(iid)
+                self._settle_unstartable(
+                    c, iid, status, hlen, inbox_ids, has_term, chunks, now
                 )
-            if release:
-                c.execute(
-                    "UPDATE instances SET lock_owner=NULL, lock_expires=0 WHERE instance_id IN "
-                    "(SELECT value FROM json_each(?))",
-                    (json.dumps(release),),
+                continue
+            items.append(
+                OrchestrationWorkItem(
+                    iid, eid, name, OrchestrationStatus(status), hlen, fence, inbox_ids,
+                    b"".join(chunks), p_iid, p_tid, p_eid,
                 )
-            return items
+            )
+        if release:
+            c.execute(
+                "UPDATE instances SET lock_owner=NULL, lock_expires=0 WHERE instance_id IN "
+                "(SELECT value FROM json_each(?))",
+                (json.dumps(release),),
+            )
+        return items
 
     def _settle_unstartable(
         self,
@@ -821,25 +844,33 @@ class SqliteBackend(Backend):
         if not steps:
             return []
         with self._tx() as c:
-            refused = self._check_fences(c, owner, steps)
-            if refused:
-                ok_ids = {id(s) for s in refused}
-                steps = [s for s in steps if id(s) not in ok_ids]
-            self._write_steps(c, steps, now)
-        changed = [s.item.instance_id for s in steps]
+            refused, changed = self._commit_steps_in(c, owner, steps, now)
         self.notifier.instances_changed(changed)
         return refused
+
+    def _commit_steps_in(
+        self, c: sqlite3.Connection, owner: str, steps: Sequence[StepCommit], now: int
+    ) -> tuple[list[StepCommit], list[str]]:
+        refused = self._check_fences(c, owner, steps)
+        if refused:
+            bad = {id(s) for s in refused}
+            steps = [s for s in steps if id(s) not in bad]
+        self._write_steps(c, steps, now)
+        return refused, [s.item.instance_id for s in steps]
 
     @staticmethod
     def _check_fences(
         c: sqlite3.Connection, owner: str, steps: Sequence[StepCommit]
     ) -> list[StepCommit]:
-        held = dict(
-            c.execute(
-                "SELECT instance_id, fence FROM instances WHERE lock_owner=?", (owner,)
-            ).fetchall()
-        )
-        return [s for s in steps if held.get(s.item.instance_id) != s.item.fence]
+        held = {
+            r[0]: (r[1], r[2])
+            for r in c.execute(
+                "SELECT instance_id, lock_owner, fence FROM instances WHERE instance_id IN "
+                "(SELECT value FROM json_each(?))",
+                (json.dumps([s.item.instance_id for s in steps]),),
+            )
+        }
+        return [s for s in steps if held.get(s.item.instance_id) != (owner, s.item.fence)]
 
     def _write_steps(self, c: sqlite3.Connection, steps: Sequence[StepCommit], now: int) -> None:
         upd = []
@@ -989,12 +1020,17 @@ class SqliteBackend(Backend):
         if limit <= 0:
             return []
         with self._tx() as c:
-            rows = c.execute(
-                "UPDATE activities SET lock_owner=?, lock_expires=?, attempt=attempt+1 "
-                "WHERE id IN (SELECT id FROM activities WHERE lock_expires<? ORDER BY id LIMIT ?) "
-                "RETURNING id, instance_id, execution_id, task_id, name, input, attempt",
-                (owner, now + self.lease_us, now, limit),
-            ).fetchall()
+            return self._fetch_activities_in(c, owner, now, limit)
+
+    def _fetch_activities_in(
+        self, c: sqlite3.Connection, owner: str, now: int, limit: int
+    ) -> list[ActivityWorkItem]:
+        rows = c.execute(
+            "UPDATE activities SET lock_owner=?, lock_expires=?, attempt=attempt+1 "
+            "WHERE id IN (SELECT id FROM activities WHERE lock_expires<? ORDER BY id LIMIT ?) "
+            "RETURNING id, instance_id, execution_id, task_id, name, input, attempt",
+            (owner, now + self.lease_us, now, limit),
+        ).fetchall()
         rows.sort()
         return [ActivityWorkItem(*r) for r in rows]
 
@@ -1004,33 +1040,72 @@ class SqliteBackend(Backend):
         if not results:
             return 0
         with self._tx() as c:
-            kept = {
-                r[0]
-                for r in c.execute(
-                    "DELETE FROM activities WHERE lock_owner=? AND id IN "
-                    "(SELECT value FROM json_each(?)) RETURNING id",
-                    (owner, json.dumps([r.item.id for r in results])),
-                ).fetchall()
-            }
-            rows = []
-            for r in results:
-                it = r.item
-                if it.id not in kept:
-                    continue
-                if r.failure is None:
-                    ev: Any = h.TaskCompleted(-1, now, it.task_id, r.result)
-                else:
-                    ev = h.TaskFailed(-1, now, it.task_id, r.failure)
-                rows.append(
-                    (it.instance_id, it.execution_id, ev.EVENT_TYPE, now, h.encode_records([ev]))
-                )
-            if rows:
-                c.executemany(
-                    "INSERT INTO inbox(instance_id, execution_id, kind, visible_at, event) "
-                    "VALUES (?,?,?,?,?)",
-                    rows,
-                )
+            return self._complete_activities_in(c, owner, results, now)
+
+    def _complete_activities_in(
+        self, c: sqlite3.Connection, owner: str, results: Sequence[ActivityResult], now: int
+    ) -> int:
+        kept = {
+            r[0]
+            for r in c.execute(
+                "DELETE FROM activities WHERE lock_owner=? AND id IN "
+                "(SELECT value FROM json_each(?)) RETURNING id",
+                (owner, json.dumps([r.item.id for r in results])),
+            ).fetchall()
+        }
+        rows = []
+        for r in results:
+            it = r.item
+            if it.id not in kept:
+                continue
+            if r.failure is None:
+                ev: Any = h.TaskCompleted(-1, now, it.task_id, r.result)
+            else:
+                ev = h.TaskFailed(-1, now, it.task_id, r.failure)
+            rows.append(
+                (it.instance_id, it.execution_id, ev.EVENT_TYPE, now, h.encode_records([ev]))
+            )
+        if rows:
+            c.executemany(
+                "INSERT INTO inbox(instance_id, execution_id, kind, visible_at, event) "
+                "VALUES (?,?,?,?,?)",
+                rows,
+            )
         return len(rows)
+
+    def run_turn(
+        self,
+        owner: str,
+        *,
+        steps: Sequence[StepCommit],
+        completions: Sequence[ActivityResult],
+        now: int,
+        orchestration_limit: int,
+        activity_limit: int,
+    ) -> tuple[list[StepCommit], list[OrchestrationWorkItem], list[ActivityWorkItem]]:
+        # One transaction for a whole dispatcher turn (group commit): the steps replayed
+        # since the last turn, the activity results gathered meanwhile, and the leases on
+        # the next batch of instances and activities.
+        refused: list[StepCommit] = []
+        changed: list[str] = []
+        with self._tx() as c:
+            if steps:
+                refused, changed = self._commit_steps_in(c, owner, steps, now)
+            if completions:
+                self._complete_activities_in(c, owner, completions, now)
+            items = (
+                self._fetch_orchestrations_in(c, owner, now, orchestration_limit)
+                if orchestration_limit > 0
+                else []
+            )
+            acts = (
+                self._fetch_activities_in(c, owner, now, activity_limit)
+                if activity_limit > 0
+                else []
+            )
+        if changed:
+            self.notifier.instances_changed(changed)
+        return refused, items, acts
 
     def next_visible(self, *, now: int, horizon: int) -> list[int]:
         return [
