@@ -219,13 +219,12 @@ class _Core:
 
     def check(self, instance_id: str, until_terminal: bool) -> Optional[OrchestrationState]:
         """The state if the wait is over, else None; raises for an unknown id."""
-        status = self.backend.get_status(instance_id)
-        if status is None:
+        row = self.backend.get_instance(instance_id)
+        if row is None:
             raise OrchestrationNotFoundError(f"no orchestration instance {instance_id!r}")
+        status = int(row.status)
         done = status in _TERMINAL if until_terminal else status != _PENDING
-        if not done:
-            return None
-        return self.get_state(instance_id, True)
+        return self.state(row) if done else None
 
     def close(self) -> None:
         if self._own:
