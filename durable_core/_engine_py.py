@@ -320,6 +320,9 @@ class ContextCore:
             return
         except Exception as exc:  # noqa: BLE001 - user code: any error fails the instance
             self._gen = None
+            tb = exc.__traceback__
+            if tb is not None and tb.tb_frame.f_code is _STEP_CODE:
+                exc.__traceback__ = tb.tb_next  # the stack trace starts in user code (as in C)
             self._on_error(exc)  # type: ignore[attr-defined]
             return
         if self._completion is not None:  # e.g. continue_as_new was called
@@ -431,4 +434,5 @@ _HANDLERS: dict[type, Callable[[ContextCore, Any], None]] = {
     h.ExecutionTerminated: ContextCore._h_terminated,
 }
 
+_STEP_CODE = ContextCore._step.__code__
 _ = K_DONE  # kinds used by the policy

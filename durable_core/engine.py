@@ -50,10 +50,27 @@ Action = Union[ScheduleTask, CreateTimer, CreateSubOrchestration, SendEvent, Com
 Events = Union[bytes, bytearray, memoryview, Sequence[Any]]
 
 #: The engine core in use: the C type, or the twin's class.
-if _impl.core is not None and not hasattr(_impl.core, "ContextCore"):  # C engine not built yet
-    from ._engine_py import ContextCore
-else:
-    ContextCore = _impl.pick("ContextCore", "durable_core._engine_py")
+ContextCore = _impl.pick("ContextCore", "durable_core._engine_py")
+
+
+def _register_c_engine() -> None:
+    """Hand the C engine (when built) its classes; make its tasks awaitable and ``Task``s."""
+    try:
+        from . import _core  # type: ignore[attr-defined]
+    except ImportError:
+        return
+    if not hasattr(_core, "_replay_register"):
+        return
+    from . import _engine_py
+    from .task import Task
+
+    _core._replay_register(h.EVENT_CLASSES, ScheduleTask)
+    # ``await task`` yields the task itself to the engine and returns what the engine sends
+    _core.Task.__await__ = _engine_py.Task.__await__
+    Task.register(_core.Task)
+
+
+_register_c_engine()
 
 _context_classes: dict[type, type] = {}
 
