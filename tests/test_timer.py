@@ -224,6 +224,10 @@ def test_clear(TW: Any) -> None:
     gc.collect()
     assert all(r() is None for r in refs)
     assert not any(w.cancel(h) for h in hs)
+    fresh = [w.add(5, i) for i in range(10)]  # storage is reused: old handles stay stale
+    assert not any(w.cancel(h) for h in hs)
+    assert len(w) == 10 and set(fresh).isdisjoint(hs)
+    assert w.clear() == 10
     assert w.advance(10_000) == []
     w.add(20_000, "x")
     assert w.advance(20_000) == ["x"]
