@@ -474,6 +474,8 @@ tw_add(TimerWheel *w, PyObject *const *args, Py_ssize_t nargs)
         }
         idx = w->used++;
         w->nodes[idx].gen = w->gen_floor;
+        w->nodes[idx].item = NULL; /* tp_traverse may look at it before it is set */
+        w->nodes[idx].where = W_FREE;
     }
     PyObject *handle =
         PyLong_FromUnsignedLongLong(((unsigned long long)w->nodes[idx].gen << 32) | idx);
