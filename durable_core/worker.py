@@ -192,6 +192,9 @@ class Worker:
         self._timers.start()
         now = h.utc_now_us()
         self.backend.register_worker(self.owner, now=now)
+        start_ckpt = getattr(self.backend, "start_background_checkpoints", None)
+        if start_ckpt is not None:
+            start_ckpt()
         self.backend.notifier.add_work_listener(self._on_work)
         self._main_task = self._loop.create_task(self._main(), name="durable_core dispatcher")
         self._lease_task = self._loop.create_task(self._heartbeat(), name="durable_core leases")
@@ -226,6 +229,9 @@ class Worker:
                 pass
         await self._timers.aclose()
         self.backend.unregister_worker(self.owner)
+        stop_ckpt = getattr(self.backend, "stop_background_checkpoints", None)
+        if stop_ckpt is not None:
+            stop_ckpt()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
         if self._own_backend:

@@ -214,6 +214,8 @@ class SqliteBackend(Backend):
         self._conns_lock = threading.Lock()
         self._write_lock, self.notifier = _shared_for(self.path)
         self._closed = False
+        self._ckpt_thread: Optional[threading.Thread] = None
+        self._ckpt_stop = threading.Event()
         self._migrate()
 
     # -- connections ---------------------------------------------------------------------------
@@ -233,6 +235,8 @@ class SqliteBackend(Backend):
             c.execute("PRAGMA synchronous=NORMAL")
             c.execute("PRAGMA temp_store=MEMORY")
             c.execute("PRAGMA cache_size=-16000")
+            if self._ckpt_thread is not None:
+                c.execute("PRAGMA wal_autocheckpoint=0")
             self._local.conn = c
             self._local.data_version = None
             with self._conns_lock:
@@ -273,7 +277,56 @@ class SqliteBackend(Backend):
                 raise
             c.execute("COMMIT")
 
+    # -- WAL checkpoints off the hot path -------------------------------------------------------
+    def start_background_checkpoints(self, interval: float = 0.2) -> None:
+        """Checkpoint the WAL from a background thread instead of inside commits.
+
+        By default SQLite copies the WAL back into the database (and syncs it) inside whichever
+        commit crosses 1000 pages, stalling that writer. A worker calls this: its connections
+        stop auto-checkpointing and a thread runs passive checkpoints (they never block readers
+        or writers), with the GIL released, on the other core.
+        """
+        if self._ckpt_thread is not None:
+            return
+        self._ckpt_stop.clear()
+        t = threading.Thread(target=self._checkpointer, args=(interval,), daemon=True,
+                             name="durable_core checkpoints")
+        self._ckpt_thread = t
+        c = getattr(self._local, "conn", None)
+        if c is not None:
+            c.execute("PRAGMA wal_autocheckpoint=0")
+        t.start()
+
+    def stop_background_checkpoints(self) -> None:
+        """Stop the checkpoint thread (after a last checkpoint)."""
+        t = self._ckpt_thread
+        if t is None:
+            return
+        self._ckpt_stop.set()
+        t.join()
+        self._ckpt_thread = None
+        c = getattr(self._local, "conn", None)
+        if c is not None and not self._closed:
+            c.execute("PRAGMA wal_autocheckpoint=1000")
+
+    def _checkpointer(self, interval: float) -> None:
+        c = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None,
+                            check_same_thread=False)
+        try:
+            while not self._ckpt_stop.wait(interval):
+                try:
+                    c.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error:  # pragma: no cover - e.g. the file went away
+                    pass
+            try:
+                c.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            except sqlite3.Error:  # pragma: no cover
+                pass
+        finally:
+            c.close()
+
     def close(self) -> None:
+        self.stop_background_checkpoints()
         self._closed = True
         with self._conns_lock:
             conns, self._conns = self._conns, []
