@@ -456,6 +456,7 @@ class Worker:
             else:
                 old = self.backend.load_history(iid) if it.history_length else b""
                 res = self._executor.execute(iid, old, new_events)
+            return self._to_commit(it, res), res
         except HistoryCorruptError as exc:
             log.error("orchestration %r: corrupt history: %s", iid, exc)
             fd = FailureDetails(
@@ -470,7 +471,6 @@ class Worker:
         except Exception as exc:  # an engine bug must not take the worker down
             log.exception("orchestration %r: replay failed", iid)
             return StepCommit(it, None, 0, _FAILED, failure=_failure_from_exc(exc)), None
-        return self._to_commit(it, res), res
 
     def _to_commit(self, it: OrchestrationWorkItem, res: Any) -> StepCommit:
         new_history = res.new_history

@@ -77,7 +77,7 @@ MIGRATIONS: tuple[str, ...] = (
         lock_owner TEXT,
         lock_expires INTEGER NOT NULL DEFAULT 0,
         fence INTEGER NOT NULL DEFAULT 0
-    );
+    ) WITHOUT ROWID;
     CREATE INDEX instances_created ON instances(created_at, instance_id);
     CREATE INDEX instances_parent ON instances(parent_instance_id)
         WHERE parent_instance_id IS NOT NULL;
@@ -96,7 +96,6 @@ MIGRATIONS: tuple[str, ...] = (
         event BLOB NOT NULL
     );
     CREATE INDEX inbox_visible ON inbox(visible_at);
-    CREATE INDEX inbox_instance ON inbox(instance_id);
     CREATE TABLE activities (
         id INTEGER PRIMARY KEY,
         instance_id TEXT NOT NULL,
@@ -763,43 +762,39 @@ class SqliteBackend(Backend):
         self, c: sqlite3.Connection, owner: str, now: int, limit: int
     ) -> list[OrchestrationWorkItem]:
         exp = now + self.lease_us
-        # ready instances, oldest event first (driven by the visible_at index, so pending
-        # timers far in the future cost nothing), distinct, up to ``limit``
-        cand: dict[str, None] = {}
-        for (iid,) in c.execute(
-            "SELECT b.instance_id FROM inbox b INDEXED BY inbox_visible "
+        # Visible inbox rows, oldest first, driven by the visible_at index (timers due far
+        # ahead cost nothing), of instances nobody holds; the first ``limit`` distinct
+        # instances are leased with the rows read here. Rows past the scan window wait for
+        # the next turn.
+        per: dict[str, list[Any]] = {}
+        for r in c.execute(
+            "SELECT b.id, b.instance_id, b.execution_id, b.kind, b.event "
+            "FROM inbox b INDEXED BY inbox_visible "
             "JOIN instances i ON i.instance_id=b.instance_id "
             "WHERE b.visible_at<=? AND i.lock_expires<? ORDER BY b.visible_at LIMIT ?",
-            (now, now, limit * 8),
+            (now, now, max(limit * 4, 256)),
         ):
-            cand[iid] = None
-            if len(cand) >= limit:
-                break
-        if not cand:
+            lst = per.get(r[1])
+            if lst is None:
+                if len(per) >= limit:
+                    continue
+                lst = per[r[1]] = []
+            lst.append(r)
+        if not per:
             return []
         locked = c.execute(
             "UPDATE instances SET lock_owner=?, lock_expires=?, fence=fence+1 "
             "WHERE instance_id IN (SELECT value FROM json_each(?)) AND lock_expires<? "
             "RETURNING instance_id, execution_id, name, status, history_length, fence, "
             "parent_instance_id, parent_task_id, parent_execution_id",
-            (owner, exp, json.dumps(list(cand)), now),
+            (owner, exp, json.dumps(list(per)), now),
         ).fetchall()
-        if not locked:
-            # inbox rows of deleted (purged) instances can never be delivered
-            return []
-        ids = json.dumps([r[0] for r in locked])
-        rows = c.execute(
-            "SELECT id, instance_id, execution_id, kind, event FROM inbox WHERE instance_id "
-            "IN (SELECT value FROM json_each(?)) AND visible_at<=? ORDER BY id",
-            (ids, now),
-        ).fetchall()
-        per: dict[str, list[Any]] = {}
-        for r in rows:
-            per.setdefault(r[1], []).append(r)
         items: list[OrchestrationWorkItem] = []
         release: list[str] = []
         for iid, eid, name, status, hlen, fence, p_iid, p_tid, p_eid in locked:
-            evs = per.get(iid, ())
+            evs = per[iid]
+            if len(evs) > 1:
+                evs.sort()  # arrival order
             inbox_ids = []
             chunks = []
             has_start = False
