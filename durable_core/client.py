@@ -5,7 +5,7 @@ to the store directly -- there is no server -- so a client works beside a worker
 (``rt.client`` / ``rt.async_client``) or in another process sharing the store file.
 
 Waiting for an instance is woken at once by a commit in the same process; across processes the
-client polls the store with back-off (1 ms growing to 100 ms).
+client polls the store with back-off (1 ms growing to 50 ms).
 
 Payloads (inputs, event data, outputs) go through the data converter (JSON by default) before
 anything is written: a value that cannot be serialized raises
@@ -43,7 +43,7 @@ _TERMINAL = frozenset(
     )
 )
 _POLL_MIN = 0.001
-_POLL_MAX = 0.1
+_POLL_MAX = 0.05
 
 
 @dataclass(frozen=True)

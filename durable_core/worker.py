@@ -129,7 +129,7 @@ class Worker:
         max_concurrent_orchestrations: int = 100,
         lease_seconds: Optional[float] = None,
         sticky_cache_size: int = 4096,
-        max_poll_interval: float = 0.25,
+        max_poll_interval: float = 0.05,
         lookahead_seconds: float = 30.0,
     ) -> None:
         if max_concurrent_activities < 1 or max_concurrent_orchestrations < 1:
