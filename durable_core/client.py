@@ -15,11 +15,12 @@ anything is written: a value that cannot be serialized raises
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Optional, Sequence, Union
 
 from . import history as h
@@ -68,6 +69,13 @@ def _name_of(orchestrator: Union[str, Callable[..., Any]]) -> str:
     return name
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _dt(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
 def _us(dt: Optional[datetime]) -> Optional[int]:
     return None if dt is None else h.from_datetime(dt)
 
@@ -101,8 +109,8 @@ class _Core:
             instance_id=row.instance_id,
             name=row.name,
             runtime_status=row.status,
-            created_at=h.to_datetime(row.created_at),
-            last_updated_at=h.to_datetime(row.last_updated_at),
+            created_at=_dt(row.created_at),
+            last_updated_at=_dt(row.last_updated_at),
             serialized_input=row.input if fetch_payloads else None,
             serialized_output=row.output if fetch_payloads else None,
             serialized_custom_status=row.custom_status if fetch_payloads else None,
@@ -124,7 +132,7 @@ class _Core:
         name = _name_of(orchestrator)
         data = self.converter.serialize(input)
         if instance_id is None:
-            instance_id = uuid.uuid4().hex
+            instance_id = os.urandom(16).hex()
         elif not isinstance(instance_id, str) or not instance_id:
             raise ValueError("instance_id must be a non-empty string")
         if tags is not None:
@@ -274,6 +282,9 @@ class Client:
 
     def _wait(self, instance_id: str, timeout: Optional[float], terminal: bool) -> OrchestrationState:
         core = self._core
+        st = core.check(instance_id, terminal)  # the common case: no need to wait
+        if st is not None:
+            return st
         deadline = None if timeout is None else time.monotonic() + timeout
         ev = threading.Event()
         notifier = core.backend.notifier
@@ -423,6 +434,9 @@ class AsyncClient:
         self, instance_id: str, timeout: Optional[float], terminal: bool
     ) -> OrchestrationState:
         core = self._core
+        st = core.check(instance_id, terminal)  # the common case: no need to wait
+        if st is not None:
+            return st
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         box: list[Optional[asyncio.Future[None]]] = [None]

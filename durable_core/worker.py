@@ -25,12 +25,12 @@ import collections
 import inspect
 import logging
 import os
+import queue
 import signal
 import threading
 import time
 import traceback
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional, Union
 
 from . import history as h
@@ -59,6 +59,58 @@ def _failure_from_exc(exc: BaseException) -> FailureDetails:
         None,
         False,
     )
+
+
+class _ActivityPool:
+    """Threads for sync activities: a queue and up to ``size`` threads started on demand.
+
+    Leaner than ``ThreadPoolExecutor`` for this use (no future per job: results go back to
+    the dispatcher through the worker's completion queue).
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._q: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        if self._closed:
+            raise RuntimeError("activity pool is shut down")
+        self._q.put((fn, args))
+        with self._lock:
+            if self._idle > 0:
+                self._idle -= 1  # that thread is taken by this job
+                return
+            if len(self._threads) >= self._size:
+                return  # all busy: the job waits for the first free thread
+            t = threading.Thread(target=self._run, name="durable-activity", daemon=True)
+            self._threads.append(t)
+        t.start()
+
+    def _run(self) -> None:
+        q = self._q
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            fn, args = item
+            try:
+                fn(*args)
+            except BaseException:  # pragma: no cover - jobs catch their own errors
+                log.exception("durable_core worker: activity job failed")
+            with self._lock:
+                if not q.empty():
+                    continue  # more queued: take it without counting as idle
+                self._idle += 1
+
+    def shutdown(self) -> None:
+        """Let running jobs finish in the background; threads exit when the queue drains."""
+        self._closed = True
+        for _ in self._threads:
+            self._q.put(None)
 
 
 class _LoopTimers:
@@ -154,7 +206,7 @@ class Worker:
         self._max_poll = max_poll_interval
         self._lookahead_us = int(lookahead_seconds * 1_000_000)
         self._executor: Any = None
-        self._pool: Optional[ThreadPoolExecutor] = None
+        self._pool: Optional[_ActivityPool] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._loop_thread = 0
         self._timers: Any = None
@@ -185,9 +237,7 @@ class Worker:
         self._executor = OrchestrationExecutor(self.registry, self.converter)
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        self._pool = ThreadPoolExecutor(
-            self.max_concurrent_activities, thread_name_prefix="durable-activity"
-        )
+        self._pool = _ActivityPool(self.max_concurrent_activities)
         self._timers = _make_timer_service()
         self._timers.start()
         now = h.utc_now_us()
@@ -233,7 +283,7 @@ class Worker:
         if stop_ckpt is not None:
             stop_ckpt()
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown()
         if self._own_backend:
             self.backend.close()
 
