@@ -4,8 +4,10 @@ Workloads: one activity; a chain of 5 activities; a 100-way fan-out/fan-in. For 
 
 - ``e2e/s``     -- N orchestrations started by a client thread while the worker runs: completed
                    per second from the first start to the last completion;
-- ``p50``/``p99`` -- start-to-completion latency in that burst (stored creation time to the
-                   commit of the completion; includes queueing behind the other N-1);
+- ``p50``/``p99`` -- start-to-completion latency in that burst (durable_core: stored creation
+                   time to the commit of the completion; DBOS: seen by the client, waiting in
+                   start order, as its SQLite timestamps have whole seconds); includes
+                   queueing behind the other N-1;
 - ``worker/s``  -- the same N pre-loaded with the worker stopped, then run: the worker's own rate;
 - ``client/s``  -- the client's rate of starting orchestrations (the pre-load);
 - ``idle p50``  -- one orchestration at a time, client call to client return.
@@ -122,13 +124,13 @@ def run_durable_core(n: int, idle: int) -> dict[str, Any]:
 def run_dbos(n: int, idle: int) -> dict[str, Any]:
     import logging
 
-    from dbos import DBOS, Queue
+    from dbos import DBOS
 
     logging.getLogger("dbos").setLevel(logging.WARNING)
     tmp = tempfile.mkdtemp(prefix="dbos-e2e-")
     url = f"sqlite:///{tmp}/dbos.sqlite"
-    DBOS(config={"name": "e2e", "system_database_url": url, "run_admin_server": False})
-    q = Queue("fan", concurrency=100)
+    DBOS(config={"name": "e2e", "system_database_url": url, "log_level": "WARNING"})
+    queues: list[Any] = []
 
     @DBOS.step()
     def step(x: int) -> int:
@@ -147,10 +149,12 @@ def run_dbos(n: int, idle: int) -> dict[str, Any]:
 
     @DBOS.workflow()
     def fan(k: int) -> int:
-        hs = [q.enqueue(step, i) for i in range(k)]
+        hs = [queues[0].enqueue(step, i) for i in range(k)]
         return sum(h.get_result() for h in hs)
 
     DBOS.launch()
+    # the queue polls for work; a short interval gives the fan-out its best latency
+    queues.append(DBOS.register_queue("fan", worker_concurrency=100, polling_interval_sec=0.01))
     fns = {"one": one, "chain": chain, "fan": fan}
     out: dict[str, Any] = {"impl": "dbos", "rows": {}}
     try:
@@ -164,11 +168,12 @@ def run_dbos(n: int, idle: int) -> dict[str, Any]:
             for _ in range(count):
                 starts.append(time.perf_counter())
                 hs.append(DBOS.start_workflow(fn, k))
+            # DBOS stores whole-second timestamps on SQLite: latency is seen by the client,
+            # waiting in start order (an upper bound for each)
             lat = []
             for s, hnd in zip(starts, hs):
                 hnd.get_result()
-                st = hnd.get_status()
-                lat.append((st.updated_at - st.created_at) if st.updated_at else float("nan"))
+                lat.append((time.perf_counter() - s) * 1000)
             dt = time.perf_counter() - t0
             row["e2e"] = count / dt
             row["p50"] = _pct(lat, 50)
@@ -216,6 +221,8 @@ def _fmt(x: Any, spec: str = ",.0f") -> str:
         return "-"
     if isinstance(x, float) and x != x:
         return "n/a"
+    if spec == ",.0f" and abs(x) < 10:
+        return format(x, ".2f")
     return format(x, spec)
 
 
@@ -230,7 +237,7 @@ def main() -> None:
     if args.quick:
         args.n, args.idle, args.dbos_n = 200, 20, 20
     if args.child:
-        _child(args.child, args.dbos_n if args.child == "dbos" else args.n, args.idle)
+        _child(args.child, args.n, args.idle)
         return
     runs = [
         ("durable_core (C)", "dc", {"DURABLE_CORE_NO_EXTENSIONS": "0"}),
@@ -239,7 +246,8 @@ def main() -> None:
     ]
     results = []
     for title, which, env in runs:
-        results.append((title, _spawn(which, args.n, args.idle, env, timeout=1200)))
+        n = args.dbos_n if which == "dbos" else args.n
+        results.append((title, _spawn(which, n, args.idle, env, timeout=1200)))
     print(f"e2e benchmark: worker + client in one process, SQLite file, no-op activities "
           f"(N={args.n} one-activity; DBOS N={args.dbos_n})")
     hdr = (f"{'runtime':<28} {'workload':<18} {'N':>6} {'e2e/s':>9} {'p50 ms':>9} "

@@ -47,7 +47,7 @@ struct dc_replay_state {
     PyObject *s_on_execution_started, *s_on_return, *s_on_error, *s_on_nondeterminism,
         *s_on_task_failed, *s_on_timer_link, *s_on_event_raised, *s_on_terminated,
         *s_on_cancel, *s_adopt, *s_call_activity_retry, *s_throw, *s_value, *s_serialize,
-        *s_deserialize, *s_durable_name, *s_name;
+        *s_deserialize, *s_durable_name, *s_name, *s_input, *s_retry_policy;
 };
 
 /* ------------------------------------------------------------------------------------------ */
@@ -336,12 +336,71 @@ task_add_parent(TaskObject *t, PyObject *parent)
 
 static PyObject *task_result(TaskObject *t);
 
+/* JSON scalars decoded in place (the most common small payloads): integers of up to 18
+ * digits, strings without escapes or control characters, true/false/null. Returns a new
+ * reference, or NULL without an exception when the text is anything else (then the scanner or
+ * the converter decides, with the exact json semantics and errors). */
+static PyObject *
+json_scalar(const char *p, Py_ssize_t n)
+{
+    if (n <= 0) {
+        return NULL;
+    }
+    if (p[0] == '"') {
+        if (n < 2 || p[n - 1] != '"') {
+            return NULL;
+        }
+        for (Py_ssize_t i = 1; i < n - 1; i++) {
+            unsigned char c = (unsigned char)p[i];
+            if (c < 0x20 || c == '\\' || c == '"') {
+                return NULL;
+            }
+        }
+        PyObject *s = PyUnicode_DecodeUTF8(p + 1, n - 2, NULL);
+        if (s == NULL) {
+            PyErr_Clear();
+        }
+        return s;
+    }
+    if (n == 4 && memcmp(p, "true", 4) == 0) {
+        Py_RETURN_TRUE;
+    }
+    if (n == 5 && memcmp(p, "false", 5) == 0) {
+        Py_RETURN_FALSE;
+    }
+    if (n == 4 && memcmp(p, "null", 4) == 0) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t i = 0;
+    int neg = 0;
+    if (p[0] == '-') {
+        neg = 1;
+        i = 1;
+    }
+    Py_ssize_t digits = n - i;
+    if (digits < 1 || digits > 18 || (p[i] == '0' && digits > 1)) {
+        return NULL;
+    }
+    long long v = 0;
+    for (; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9') {
+            return NULL;
+        }
+        v = v * 10 + (p[i] - '0');
+    }
+    return PyLong_FromLongLong(neg ? -v : v);
+}
+
 /* Payload bytes -> value: the JSON scanner when there is one, else converter.deserialize. */
 static PyObject *
 ctx_decode(CtxObject *ctx, PyObject *raw)
 {
     if (ctx->scanner != NULL && PyBytes_CheckExact(raw)) {
         Py_ssize_t n = PyBytes_GET_SIZE(raw);
+        PyObject *quick = json_scalar(PyBytes_AS_STRING(raw), n);
+        if (quick != NULL) {
+            return quick;
+        }
         PyObject *s = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(raw), n, NULL);
         if (s != NULL) {
             PyObject *args[2] = {s, NULL};
@@ -1444,10 +1503,11 @@ ctx_call_activity(CtxObject *self, PyObject *const *args, Py_ssize_t nargs, PyOb
     if (kwnames != NULL) {
         for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
             PyObject *k = PyTuple_GET_ITEM(kwnames, i);
-            if (PyUnicode_CompareWithASCIIString(k, "input") == 0) {
+            if (k == st->s_input || PyUnicode_CompareWithASCIIString(k, "input") == 0) {
                 input = args[nargs + i];
             }
-            else if (PyUnicode_CompareWithASCIIString(k, "retry_policy") == 0) {
+            else if (k == st->s_retry_policy ||
+                     PyUnicode_CompareWithASCIIString(k, "retry_policy") == 0) {
                 retry = args[nargs + i];
             }
             else {
@@ -1743,6 +1803,8 @@ dc_replay_exec(PyObject *module, dc_module_state *ms)
     INTERN(s_deserialize, "deserialize")
     INTERN(s_durable_name, "__durable_name__")
     INTERN(s_name, "__name__")
+    INTERN(s_input, "input")
+    INTERN(s_retry_policy, "retry_policy")
 #undef INTERN
     st->task_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &task_spec, NULL);
     if (st->task_type == NULL) {
@@ -1805,6 +1867,8 @@ dc_replay_clear(dc_module_state *ms)
     Py_CLEAR(st->s_deserialize);
     Py_CLEAR(st->s_durable_name);
     Py_CLEAR(st->s_name);
+    Py_CLEAR(st->s_input);
+    Py_CLEAR(st->s_retry_policy);
 }
 
 void

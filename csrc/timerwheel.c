@@ -69,6 +69,7 @@ typedef struct {
     uint32_t cap;       /* allocated nodes */
     uint32_t used;      /* nodes ever handed out (the rest of the slab is untouched) */
     uint32_t free_head; /* free list of nodes below `used` */
+    uint32_t gen_floor; /* generation of never-used nodes (above all issued before clear) */
     int busy;           /* inside advance while Python code may run */
     Py_ssize_t count;   /* pending timers */
     Py_ssize_t due_count;
@@ -374,6 +375,7 @@ tw_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     tw_reset(w);
     w->busy = 0;
+    w->gen_floor = 1;
     w->seq = 0;
     w->start = start;
     w->res = res;
@@ -400,7 +402,14 @@ tw_clear(TimerWheel *w)
 {
     tw_node *nodes = w->nodes;
     uint32_t used = w->used;
+    uint32_t gen = w->gen_floor;
+    for (uint32_t i = 0; i < used; i++) {
+        if (nodes[i].gen >= gen) {
+            gen = nodes[i].gen + 1;
+        }
+    }
     tw_reset(w);
+    w->gen_floor = gen; /* handles issued before stay stale in the new slab */
     for (uint32_t i = 0; i < used; i++) {
         Py_CLEAR(nodes[i].item);
     }
@@ -464,7 +473,9 @@ tw_add(TimerWheel *w, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
         }
         idx = w->used++;
-        w->nodes[idx].gen = 1;
+        w->nodes[idx].gen = w->gen_floor;
+        w->nodes[idx].item = NULL; /* tp_traverse may look at it before it is set */
+        w->nodes[idx].where = W_FREE;
     }
     PyObject *handle =
         PyLong_FromUnsignedLongLong(((unsigned long long)w->nodes[idx].gen << 32) | idx);

@@ -25,12 +25,12 @@ import collections
 import inspect
 import logging
 import os
+import queue
 import signal
 import threading
 import time
 import traceback
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional, Union
 
 from . import history as h
@@ -59,6 +59,58 @@ def _failure_from_exc(exc: BaseException) -> FailureDetails:
         None,
         False,
     )
+
+
+class _ActivityPool:
+    """Threads for sync activities: a queue and up to ``size`` threads started on demand.
+
+    Leaner than ``ThreadPoolExecutor`` for this use (no future per job: results go back to
+    the dispatcher through the worker's completion queue).
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._q: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        if self._closed:
+            raise RuntimeError("activity pool is shut down")
+        self._q.put((fn, args))
+        with self._lock:
+            if self._idle > 0:
+                self._idle -= 1  # that thread is taken by this job
+                return
+            if len(self._threads) >= self._size:
+                return  # all busy: the job waits for the first free thread
+            t = threading.Thread(target=self._run, name="durable-activity", daemon=True)
+            self._threads.append(t)
+        t.start()
+
+    def _run(self) -> None:
+        q = self._q
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            fn, args = item
+            try:
+                fn(*args)
+            except BaseException:  # pragma: no cover - jobs catch their own errors
+                log.exception("durable_core worker: activity job failed")
+            with self._lock:
+                if not q.empty():
+                    continue  # more queued: take it without counting as idle
+                self._idle += 1
+
+    def shutdown(self) -> None:
+        """Let running jobs finish in the background; threads exit when the queue drains."""
+        self._closed = True
+        for _ in self._threads:
+            self._q.put(None)
 
 
 class _LoopTimers:
@@ -129,7 +181,7 @@ class Worker:
         max_concurrent_orchestrations: int = 100,
         lease_seconds: Optional[float] = None,
         sticky_cache_size: int = 4096,
-        max_poll_interval: float = 0.25,
+        max_poll_interval: float = 0.05,
         lookahead_seconds: float = 30.0,
     ) -> None:
         if max_concurrent_activities < 1 or max_concurrent_orchestrations < 1:
@@ -154,12 +206,14 @@ class Worker:
         self._max_poll = max_poll_interval
         self._lookahead_us = int(lookahead_seconds * 1_000_000)
         self._executor: Any = None
-        self._pool: Optional[ThreadPoolExecutor] = None
+        self._pool: Optional[_ActivityPool] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._loop_thread = 0
         self._timers: Any = None
         self._timer_deadlines: set[int] = set()
         self._completions: collections.deque[ActivityResult] = collections.deque()
+        self._pending: list[OrchestrationWorkItem] = []
+        self._retry_commits: list[StepCommit] = []
         self._inflight: dict[int, ActivityWorkItem] = {}
         self._async_tasks: set[asyncio.Task[Any]] = set()
         self._wake_fut: Optional[asyncio.Future[None]] = None
@@ -183,13 +237,14 @@ class Worker:
         self._executor = OrchestrationExecutor(self.registry, self.converter)
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        self._pool = ThreadPoolExecutor(
-            self.max_concurrent_activities, thread_name_prefix="durable-activity"
-        )
+        self._pool = _ActivityPool(self.max_concurrent_activities)
         self._timers = _make_timer_service()
         self._timers.start()
         now = h.utc_now_us()
         self.backend.register_worker(self.owner, now=now)
+        start_ckpt = getattr(self.backend, "start_background_checkpoints", None)
+        if start_ckpt is not None:
+            start_ckpt()
         self.backend.notifier.add_work_listener(self._on_work)
         self._main_task = self._loop.create_task(self._main(), name="durable_core dispatcher")
         self._lease_task = self._loop.create_task(self._heartbeat(), name="durable_core leases")
@@ -208,10 +263,12 @@ class Worker:
             except Exception:  # pragma: no cover - logged by _main
                 pass
         deadline = time.monotonic() + grace
+        # commit the steps leased by the last turn and the results of activities in flight
+        self._turn_logged()
         while self._inflight and time.monotonic() < deadline:
-            await self._wait_or_timeout(0.02)
-            self._flush_completions()
-        self._flush_completions()
+            await self._wait_or_timeout(min(0.02, max(0.0, deadline - time.monotonic())))
+            self._turn_logged()
+        self._turn_logged()
         for t in list(self._async_tasks):
             t.cancel()
         if self._lease_task is not None:
@@ -222,10 +279,19 @@ class Worker:
                 pass
         await self._timers.aclose()
         self.backend.unregister_worker(self.owner)
+        stop_ckpt = getattr(self.backend, "stop_background_checkpoints", None)
+        if stop_ckpt is not None:
+            stop_ckpt()
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown()
         if self._own_backend:
             self.backend.close()
+
+    def _turn_logged(self) -> None:
+        try:
+            self._turn()
+        except Exception:
+            log.exception("durable_core worker: commit during shutdown failed")
 
     async def run(self) -> None:
         """Serve until cancelled (then stop gracefully)."""
@@ -354,49 +420,78 @@ class Worker:
             self._schedule_timer(t)
 
     def _turn(self) -> bool:
-        """One dispatcher turn; True if it did anything."""
-        did = self._flush_completions()
+        """One dispatcher turn; True if it did anything.
+
+        Replays the instances leased by the previous turn, then one transaction commits those
+        steps and the activity results gathered meanwhile and leases the next instances and
+        activities (group commit: one transaction per turn however many items it carries).
+        """
         backend = self.backend
-        now = h.utc_now_us()
-        items = backend.fetch_orchestrations(
-            self.owner, now=now, limit=self.max_concurrent_orchestrations
-        )
-        if items:
-            did = True
-            commits = []
-            results = []
-            for it in items:
+        pending, self._pending = self._pending, []
+        commits: list[StepCommit] = list(self._retry_commits)
+        results: list[Any] = [None] * len(commits)
+        self._retry_commits = []
+        if pending:
+            now = h.utc_now_us()
+            for it in pending:
                 c, res = self._step(it, now)
                 commits.append(c)
                 results.append(res)
-            refused = backend.commit_steps(self.owner, commits, now=h.utc_now_us())
+        comp = self._completions
+        completions: list[ActivityResult] = []
+        while comp:
+            completions.append(comp.popleft())
+        stopping = self._stopping
+        free = 0 if stopping else self.max_concurrent_activities - len(self._inflight)
+        for r in completions:
+            self._inflight.pop(r.item.id, None)
+        free += 0 if stopping else len(completions)
+        try:
+            refused, items, acts = backend.run_turn(
+                self.owner,
+                steps=commits,
+                completions=completions,
+                now=h.utc_now_us(),
+                orchestration_limit=0 if stopping else self.max_concurrent_orchestrations,
+                activity_limit=max(0, free),
+            )
+        except BaseException:
+            # keep everything for the next turn (the leases keep it ours meanwhile)
+            self._retry_commits = commits
+            for r in completions:
+                self._inflight[r.item.id] = r.item
+            comp.extendleft(reversed(completions))
+            raise
+        if commits:
             self.stats["steps"] += len(commits)
             self.stats["commits"] += 1
-            refused_ids = {id(c) for c in refused}
+        self.stats["activities"] += len(completions)
+        if commits:
+            refused_ids = {id(c) for c in refused} if refused else ()
             self.stats["refused"] += len(refused)
-            horizon = now + self._lookahead_us
+            horizon = h.utc_now_us() + self._lookahead_us
             sessions = self._sessions
             for c, res in zip(commits, results):
                 key = (c.item.instance_id, c.item.execution_id)
-                if id(c) in refused_ids:
+                if refused_ids and id(c) in refused_ids:
                     sessions.pop(key, None)
                     continue
-                sess = getattr(res, "session", None) if res is not None else None
-                if sess is not None and c.status not in TERMINAL_STATUSES and c.continue_as_new is None:
+                sess = res.session if res is not None else None
+                if (
+                    sess is not None
+                    and c.continue_as_new is None
+                    and c.status not in TERMINAL_STATUSES
+                ):
                     sessions[key] = sess
                     if len(sessions) > self._sticky_size:
                         sessions.popitem(last=False)
                 for _tid, fire_at in c.timers:
                     if fire_at <= horizon:
                         self._schedule_timer(fire_at)
-        free = self.max_concurrent_activities - len(self._inflight)
-        if free > 0 and not self._stopping:
-            acts = backend.fetch_activities(self.owner, now=h.utc_now_us(), limit=free)
-            if acts:
-                did = True
-                for a in acts:
-                    self._dispatch_activity(a)
-        return did
+        self._pending = items
+        for a in acts:
+            self._dispatch_activity(a)
+        return bool(commits or completions or items or acts)
 
     # -- orchestration steps ---------------------------------------------------------------
     def _step(self, it: OrchestrationWorkItem, now: int) -> tuple[StepCommit, Any]:
@@ -411,6 +506,7 @@ class Worker:
             else:
                 old = self.backend.load_history(iid) if it.history_length else b""
                 res = self._executor.execute(iid, old, new_events)
+            return self._to_commit(it, res), res
         except HistoryCorruptError as exc:
             log.error("orchestration %r: corrupt history: %s", iid, exc)
             fd = FailureDetails(
@@ -425,7 +521,6 @@ class Worker:
         except Exception as exc:  # an engine bug must not take the worker down
             log.exception("orchestration %r: replay failed", iid)
             return StepCommit(it, None, 0, _FAILED, failure=_failure_from_exc(exc)), None
-        return self._to_commit(it, res), res
 
     def _to_commit(self, it: OrchestrationWorkItem, res: Any) -> StepCommit:
         new_history = res.new_history
@@ -547,32 +642,14 @@ class Worker:
         self._completions.append(r)
         self._wake()
 
-    def _flush_completions(self) -> bool:
-        if not self._completions:
-            return False
-        batch: list[ActivityResult] = []
-        comp = self._completions
-        while comp:
-            batch.append(comp.popleft())
-        for r in batch:
-            self._inflight.pop(r.item.id, None)
-        try:
-            self.backend.complete_activities(self.owner, batch, now=h.utc_now_us())
-        except Exception:
-            # keep them: the next turn commits them (the leases keep them ours meanwhile)
-            for r in batch:
-                self._inflight[r.item.id] = r.item
-            comp.extendleft(reversed(batch))
-            raise
-        self.stats["activities"] += len(batch)
-        return True
-
     async def _heartbeat(self) -> None:
         lease_s = getattr(self.backend, "lease_us", 30_000_000) / 1_000_000
         while True:
             await asyncio.sleep(max(0.05, lease_s / 3))
             try:
-                self.backend.renew_leases(self.owner, now=h.utc_now_us())
+                self.backend.renew_leases(
+                    self.owner, now=h.utc_now_us(), activity_ids=list(self._inflight)
+                )
             except Exception:  # pragma: no cover - store briefly unavailable
                 log.exception("durable_core worker: lease renewal failed")
 

@@ -284,3 +284,50 @@ def test_failure_json_roundtrip():
     assert failure_from_json(failure_to_json(fd)) == fd
     assert failure_to_json(None) is None and failure_from_json(None) is None
     json.loads(failure_to_json(fd))
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_STATUSES = [S.PENDING, S.RUNNING, S.COMPLETED, S.FAILED, S.TERMINATED]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(st.integers(0, 5), st.sampled_from(_STATUSES)), min_size=0, max_size=30
+    ),
+    page_size=st.integers(1, 7),
+    want=st.sets(st.sampled_from(_STATUSES), max_size=3),
+    window=st.tuples(st.integers(0, 5), st.integers(0, 5)),
+)
+def test_query_pages_partition_the_filtered_set(tmp_path_factory, rows, page_size, want, window):
+    """Paging through any filter returns each matching instance once, in creation order."""
+    db = SqliteBackend(str(tmp_path_factory.mktemp("q") / "q.db"))
+    try:
+        for i, (created, status) in enumerate(rows):
+            create(db, f"i{i:02d}", now=NOW + created)
+            with db._tx() as c:
+                c.execute(
+                    "UPDATE instances SET status=? WHERE instance_id=?", (int(status), f"i{i:02d}")
+                )
+        lo, hi = min(window), max(window)
+        expected = sorted(
+            (NOW + created, f"i{i:02d}")
+            for i, (created, status) in enumerate(rows)
+            if lo <= created <= hi and (not want or status in want)
+        )
+        got, token = [], None
+        while True:
+            page = db.query(
+                created_from=NOW + lo, created_to=NOW + hi, statuses=sorted(want) or None,
+                instance_id_prefix=None, page_size=page_size, continuation_token=token,
+            )
+            assert len(page.rows) <= page_size
+            got += [(r.created_at, r.instance_id) for r in page.rows]
+            token = page.continuation_token
+            if token is None:
+                break
+        assert got == expected
+    finally:
+        db.close()

@@ -196,3 +196,36 @@ def test_changed_code_replays_alike(prog: list[Any], evs: list[Any], data: st.Da
         results[impl] = (r.actions[:-1] if r.completion else r.actions, comp,
                          r.custom_status, r.is_suspended, r.session is None)
     assert results["c"] == results["py"]
+
+
+def echo(ctx: Any) -> Any:
+    v = yield ctx.call_activity("x")
+    return [type(v).__name__, v]
+
+
+payloads = st.one_of(
+    st.builds(lambda v: __import__("json").dumps(v).encode(),
+              st.one_of(st.integers(), st.text(), st.booleans(), st.none(),
+                        st.floats(allow_nan=False), st.lists(st.integers(), max_size=3))),
+    st.binary(max_size=24),
+    st.sampled_from([b"-0", b"00", b"01", b"-", b"1e5", b" 1", b"1 ", b'"a\\n"', b'"\x01"',
+                     b"123456789012345678", b"1234567890123456789", b"-999999999999999999",
+                     b'"\xff"', b'"\xc3\xa9"', b"tru", b"nul", b'"', b"", b"[1,2]", b"-01"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=payloads)
+def test_payload_decoding_agrees(raw: bytes) -> None:
+    """The C engine's JSON fast path decodes exactly like the converter (or fails alike)."""
+    reg = dc.Registry()
+    reg.add_orchestrator(echo)
+    old = [h.OrchestratorStarted(-1, 0), h.ExecutionStarted(-1, 0, "echo", "i"),
+           h.TaskScheduled(0, 0, "x"), h.OrchestratorCompleted(-1, 0)]
+    new = [h.OrchestratorStarted(-1, 1), h.TaskCompleted(-1, 1, 0, raw)]
+    out = []
+    for core in CORES.values():
+        c = OrchestrationExecutor(reg, implementation=core).execute("i", old, new).completion
+        fd = c.failure_details
+        out.append((c.status, c.result, fd and (fd.error_type, fd.message)))
+    assert out[0] == out[1]

@@ -395,3 +395,105 @@ def test_quickstart_example_runs(tmp_path):
     st = mod.main(f"sqlite:///{tmp_path / 'qs.db'}")
     assert st.runtime_status == S.COMPLETED and st.output == ["A", "B", "C"]
     assert st.custom_status == {"done": 3}
+
+
+# -- more of the programming model through the store -----------------------------------------
+_flaky_calls: dict = {}
+
+
+@dc.activity(name="rt_flaky")
+def flaky(ctx, key):
+    n = _flaky_calls[key] = _flaky_calls.get(key, 0) + 1
+    if n < 3:
+        raise RuntimeError(f"attempt {n}")
+    return n
+
+
+@dc.orchestrator(name="rt_retry")
+def retry(ctx, key):
+    policy = dc.RetryPolicy(first_retry_interval=timedelta(milliseconds=20), max_number_of_attempts=5)
+    return (yield ctx.call_activity(flaky, input=key, retry_policy=policy))
+
+
+@dc.orchestrator(name="rt_async_orch")
+async def async_orch(ctx, n):
+    a = await ctx.call_activity(add_async, input=[n, 1])
+    b = await ctx.call_activity(upper, input="x")
+    return [a, b]
+
+
+@dc.orchestrator(name="rt_race")
+def race(ctx, _):
+    ev = ctx.wait_for_external_event("never")
+    t = ctx.create_timer(timedelta(milliseconds=50))
+    winner = yield dc.when_any([ev, t])
+    return "timer" if winner is t else "event"
+
+
+@dc.orchestrator(name="rt_event_timeout")
+def event_timeout(ctx, _):
+    try:
+        yield ctx.wait_for_external_event("late", timeout=timedelta(milliseconds=50))
+    except dc.errors.EventTimeoutError:
+        return "timed out"
+    return "got it"
+
+
+def test_retry_async_orchestrator_when_any_and_event_timeout(url):
+    with dc.Runtime(url) as rt:
+        c = rt.client
+        ids = {
+            "retry": c.schedule_new_orchestration(retry, input="k1"),
+            "async": c.schedule_new_orchestration(async_orch, input=41),
+            "race": c.schedule_new_orchestration(race),
+            "timeout": c.schedule_new_orchestration(event_timeout),
+        }
+        out = {k: c.wait_for_orchestration_completion(v, timeout=20) for k, v in ids.items()}
+        assert {k: s.runtime_status for k, s in out.items()} == dict.fromkeys(out, S.COMPLETED)
+        assert out["retry"].output == 3 and _flaky_calls["k1"] == 3
+        assert out["async"].output == [42, "X"]
+        assert out["race"].output == "timer"
+        assert out["timeout"].output == "timed out"
+
+
+class _TaggedJson:
+    """A converter that marks its payloads, to show every payload goes through it."""
+
+    def __init__(self):
+        self.inner = dc.JsonDataConverter()
+
+    def serialize(self, value):
+        data = self.inner.serialize(value)
+        return None if data is None else b"T" + data
+
+    def deserialize(self, data):
+        if data is None:
+            return None
+        assert data[:1] == b"T", data
+        return self.inner.deserialize(data[1:])
+
+
+def test_custom_converter_and_dataclass_input(url, tmp_path):
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Order:
+        item: str
+        qty: int
+
+    conv = _TaggedJson()
+    with dc.Runtime(url, converter=conv) as rt:
+        iid = rt.client.schedule_new_orchestration(quick, input=["p", "q"])
+        st = rt.client.wait_for_orchestration_completion(iid, timeout=20)
+        assert st.output == ["P", "Q"] and st.serialized_output.startswith(b"T")
+        assert all(
+            e.input is None or e.input.startswith(b"T")
+            for e in rt.client.get_orchestration_history(iid)
+            if isinstance(e, h.TaskScheduled)
+        )
+    with dc.Runtime(f"sqlite:///{tmp_path / 'dc.db'}") as rt:
+        iid = rt.client.schedule_new_orchestration(wait_event, input=Order("pen", 2))
+        assert rt.client.get_orchestration_state(iid).input == {"item": "pen", "qty": 2}
+        rt.client.raise_orchestration_event(iid, "go", data=Order("ink", 1))
+        st = rt.client.wait_for_orchestration_completion(iid, timeout=20)
+        assert st.output == {"got": {"item": "ink", "qty": 1}}

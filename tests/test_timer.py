@@ -224,6 +224,10 @@ def test_clear(TW: Any) -> None:
     gc.collect()
     assert all(r() is None for r in refs)
     assert not any(w.cancel(h) for h in hs)
+    fresh = [w.add(5, i) for i in range(10)]  # storage is reused: old handles stay stale
+    assert not any(w.cancel(h) for h in hs)
+    assert len(w) == 10 and set(fresh).isdisjoint(hs)
+    assert w.clear() == 10
     assert w.advance(10_000) == []
     w.add(20_000, "x")
     assert w.advance(20_000) == ["x"]
@@ -436,3 +440,44 @@ def test_sizeof_counts_the_slab(TW: Any) -> None:
     grown = w.__sizeof__()
     assert grown > empty
     assert (grown - empty) / n <= 64  # bytes per pending timer (goal)
+
+
+@wheel
+def test_finalizer_during_advance_sees_a_consistent_wheel(TW: Any) -> None:
+    """The cycle collector may run finalizers while advance builds its result list."""
+    w = TW(1, 0)
+    outcomes: list[str] = []
+
+    class Cyclic:
+        def __init__(self) -> None:
+            self.me = self
+
+        def __del__(self) -> None:
+            try:
+                w.add(1_000_000, "from-finalizer")
+                outcomes.append("added")
+            except RuntimeError:
+                outcomes.append("refused")  # the C wheel refuses changes in that window
+
+    for i in range(50):
+        w.add(i, i)
+    old = gc.get_threshold()
+    gc.disable()
+    try:
+        for _ in range(20):
+            Cyclic()  # garbage cycles waiting for the collector
+        # empty the list free list, so that the result list is a fresh GC allocation (which
+        # runs the collector on 3.11; later versions collect between bytecodes instead)
+        keep = [[] for _ in range(200)]
+        gc.set_threshold(1)
+        gc.enable()
+        got = w.advance(100)
+    finally:
+        gc.set_threshold(*old)
+        gc.enable()
+    del keep
+    gc.collect()
+    assert got == list(range(50))
+    assert len(outcomes) == 20
+    assert len(w) == outcomes.count("added")
+    assert w.advance(1_000_000) == ["from-finalizer"] * outcomes.count("added")

@@ -99,6 +99,20 @@ def make_machine(TW: Any) -> type[RuleBasedStateMachine]:
             got = self._advance_to(max(nd, self.now))
             assert got, "advance(next_deadline()) fired nothing"
 
+        @rule()
+        def clear_sometimes(self) -> None:
+            if self.seq % 7:  # rarely: it empties the model
+                return
+            assert self.w.clear() == len(self.pending)
+            self.dead_handles.extend(e[2] for e in self.pending)
+            self.pending = []
+
+        @rule()
+        def advance_past_the_range(self) -> None:
+            if self.seq % 5:
+                return
+            self._advance_to(max(self.now, min(self.start + RANGE * self.res, INT64_MAX)))
+
         @rule(back=st.integers(1, 1000))
         def advance_backwards(self, back: int) -> None:
             if self.now - back < self.start:

@@ -355,8 +355,8 @@ class Backend(ABC):
         """Release every lease ``owner`` holds and forget the worker."""
 
     @abstractmethod
-    def renew_leases(self, owner: str, *, now: int) -> None:
-        """Extend every lease ``owner`` holds (a heartbeat)."""
+    def renew_leases(self, owner: str, *, now: int, activity_ids: Sequence[int] = ()) -> None:
+        """Heartbeat: extend ``owner``'s leases on the activities it is running."""
 
     @abstractmethod
     def fetch_orchestrations(
@@ -382,6 +382,36 @@ class Backend(ABC):
     ) -> int:
         """Commit activity outcomes in one transaction (results of lost leases are dropped);
         returns the number accepted."""
+
+    def run_turn(
+        self,
+        owner: str,
+        *,
+        steps: Sequence[StepCommit],
+        completions: Sequence[ActivityResult],
+        now: int,
+        orchestration_limit: int,
+        activity_limit: int,
+    ) -> tuple[list[StepCommit], list[OrchestrationWorkItem], list[ActivityWorkItem]]:
+        """One dispatcher turn: commit ``steps`` and ``completions``, then lease the next
+        instances and activities. Returns (refused steps, instances, activities).
+
+        Backends should do it in one transaction (group commit); this default composes the
+        single-purpose methods."""
+        refused = self.commit_steps(owner, steps, now=now) if steps else []
+        if completions:
+            self.complete_activities(owner, completions, now=now)
+        items = (
+            self.fetch_orchestrations(owner, now=now, limit=orchestration_limit)
+            if orchestration_limit > 0
+            else []
+        )
+        acts = (
+            self.fetch_activities(owner, now=now, limit=activity_limit)
+            if activity_limit > 0
+            else []
+        )
+        return refused, items, acts
 
     @abstractmethod
     def next_visible(self, *, now: int, horizon: int) -> list[int]:

@@ -77,7 +77,7 @@ MIGRATIONS: tuple[str, ...] = (
         lock_owner TEXT,
         lock_expires INTEGER NOT NULL DEFAULT 0,
         fence INTEGER NOT NULL DEFAULT 0
-    );
+    ) WITHOUT ROWID;
     CREATE INDEX instances_created ON instances(created_at, instance_id);
     CREATE INDEX instances_parent ON instances(parent_instance_id)
         WHERE parent_instance_id IS NOT NULL;
@@ -96,7 +96,6 @@ MIGRATIONS: tuple[str, ...] = (
         event BLOB NOT NULL
     );
     CREATE INDEX inbox_visible ON inbox(visible_at);
-    CREATE INDEX inbox_instance ON inbox(instance_id);
     CREATE TABLE activities (
         id INTEGER PRIMARY KEY,
         instance_id TEXT NOT NULL,
@@ -214,6 +213,8 @@ class SqliteBackend(Backend):
         self._conns_lock = threading.Lock()
         self._write_lock, self.notifier = _shared_for(self.path)
         self._closed = False
+        self._ckpt_thread: Optional[threading.Thread] = None
+        self._ckpt_stop = threading.Event()
         self._migrate()
 
     # -- connections ---------------------------------------------------------------------------
@@ -233,6 +234,8 @@ class SqliteBackend(Backend):
             c.execute("PRAGMA synchronous=NORMAL")
             c.execute("PRAGMA temp_store=MEMORY")
             c.execute("PRAGMA cache_size=-16000")
+            if self._ckpt_thread is not None:
+                c.execute("PRAGMA wal_autocheckpoint=0")
             self._local.conn = c
             self._local.data_version = None
             with self._conns_lock:
@@ -273,7 +276,56 @@ class SqliteBackend(Backend):
                 raise
             c.execute("COMMIT")
 
+    # -- WAL checkpoints off the hot path -------------------------------------------------------
+    def start_background_checkpoints(self, interval: float = 0.2) -> None:
+        """Checkpoint the WAL from a background thread instead of inside commits.
+
+        By default SQLite copies the WAL back into the database (and syncs it) inside whichever
+        commit crosses 1000 pages, stalling that writer. A worker calls this: its connections
+        stop auto-checkpointing and a thread runs passive checkpoints (they never block readers
+        or writers), with the GIL released, on the other core.
+        """
+        if self._ckpt_thread is not None:
+            return
+        self._ckpt_stop.clear()
+        t = threading.Thread(target=self._checkpointer, args=(interval,), daemon=True,
+                             name="durable_core checkpoints")
+        self._ckpt_thread = t
+        c = getattr(self._local, "conn", None)
+        if c is not None:
+            c.execute("PRAGMA wal_autocheckpoint=0")
+        t.start()
+
+    def stop_background_checkpoints(self) -> None:
+        """Stop the checkpoint thread (after a last checkpoint)."""
+        t = self._ckpt_thread
+        if t is None:
+            return
+        self._ckpt_stop.set()
+        t.join()
+        self._ckpt_thread = None
+        c = getattr(self._local, "conn", None)
+        if c is not None and not self._closed:
+            c.execute("PRAGMA wal_autocheckpoint=1000")
+
+    def _checkpointer(self, interval: float) -> None:
+        c = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None,
+                            check_same_thread=False)
+        try:
+            while not self._ckpt_stop.wait(interval):
+                try:
+                    c.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error:  # pragma: no cover - e.g. the file went away
+                    pass
+            try:
+                c.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            except sqlite3.Error:  # pragma: no cover
+                pass
+        finally:
+            c.close()
+
     def close(self) -> None:
+        self.stop_background_checkpoints()
         self._closed = True
         with self._conns_lock:
             conns, self._conns = self._conns, []
@@ -687,75 +739,94 @@ class SqliteBackend(Backend):
                 (owner, json.dumps(list(ids))),
             )
 
-    def renew_leases(self, owner: str, *, now: int) -> None:
+    def renew_leases(self, owner: str, *, now: int, activity_ids: Sequence[int] = ()) -> None:
+        # Instance leases are held only while a step runs (fetch to commit, one dispatcher
+        # turn), far shorter than a lease: only activities in flight need renewing.
         exp = now + self.lease_us
         with self._tx() as c:
-            c.execute("UPDATE instances SET lock_expires=? WHERE lock_owner=?", (exp, owner))
-            c.execute("UPDATE activities SET lock_expires=? WHERE lock_owner=?", (exp, owner))
+            if activity_ids:
+                c.execute(
+                    "UPDATE activities SET lock_expires=? WHERE lock_owner=? AND id IN "
+                    "(SELECT value FROM json_each(?))",
+                    (exp, owner, json.dumps(list(activity_ids))),
+                )
             c.execute("UPDATE workers SET heartbeat=? WHERE owner=?", (now, owner))
 
     def fetch_orchestrations(
         self, owner: str, *, now: int, limit: int
     ) -> list[OrchestrationWorkItem]:
-        exp = now + self.lease_us
         with self._tx() as c:
-            locked = c.execute(
-                "UPDATE instances SET lock_owner=?, lock_expires=?, fence=fence+1 "
-                "WHERE instance_id IN (SELECT DISTINCT b.instance_id FROM inbox b "
-                "JOIN instances i ON i.instance_id=b.instance_id "
-                "WHERE b.visible_at<=? AND i.lock_expires<? LIMIT ?) "
-                "RETURNING instance_id, execution_id, name, status, history_length, fence, "
-                "parent_instance_id, parent_task_id, parent_execution_id",
-                (owner, exp, now, now, limit),
-            ).fetchall()
-            if not locked:
-                # inbox rows of deleted (purged) instances can never be delivered
-                return []
-            ids = json.dumps([r[0] for r in locked])
-            rows = c.execute(
-                "SELECT id, instance_id, execution_id, kind, event FROM inbox WHERE instance_id "
-                "IN (SELECT value FROM json_each(?)) AND visible_at<=? ORDER BY id",
-                (ids, now),
-            ).fetchall()
-            per: dict[str, list[Any]] = {}
-            for r in rows:
-                per.setdefault(r[1], []).append(r)
-            items: list[OrchestrationWorkItem] = []
-            release: list[str] = []
-            for iid, eid, name, status, hlen, fence, p_iid, p_tid, p_eid in locked:
-                evs = per.get(iid, ())
-                inbox_ids = []
-                chunks = []
-                has_start = False
-                has_term = False
-                for rid, _, r_eid, kind, data in evs:
-                    inbox_ids.append(rid)
-                    if r_eid is not None and r_eid != eid:
-                        continue  # a message for an earlier execution: consume, do not deliver
-                    if kind == _K_START:
-                        has_start = True
-                    elif kind == _K_TERMINATE:
-                        has_term = True
-                    chunks.append(data)
-                if status in _TERMINAL or (status == _PENDING and not has_start):
-                    release.append(iid)
-                    self._settle_unstartable(
-                        c, iid, status, hlen, inbox_ids, has_term, chunks, now
-                    )
+            return self._fetch_orchestrations_in(c, owner, now, limit)
+
+    def _fetch_orchestrations_in(
+        self, c: sqlite3.Connection, owner: str, now: int, limit: int
+    ) -> list[OrchestrationWorkItem]:
+        exp = now + self.lease_us
+        # Visible inbox rows, oldest first, driven by the visible_at index (timers due far
+        # ahead cost nothing), of instances nobody holds; the first ``limit`` distinct
+        # instances are leased with the rows read here. Rows past the scan window wait for
+        # the next turn.
+        per: dict[str, list[Any]] = {}
+        for r in c.execute(
+            "SELECT b.id, b.instance_id, b.execution_id, b.kind, b.event "
+            "FROM inbox b INDEXED BY inbox_visible "
+            "JOIN instances i ON i.instance_id=b.instance_id "
+            "WHERE b.visible_at<=? AND i.lock_expires<? ORDER BY b.visible_at LIMIT ?",
+            (now, now, max(limit * 4, 256)),
+        ):
+            lst = per.get(r[1])
+            if lst is None:
+                if len(per) >= limit:
                     continue
-                items.append(
-                    OrchestrationWorkItem(
-                        iid, eid, name, OrchestrationStatus(status), hlen, fence, inbox_ids,
-                        b"".join(chunks), p_iid, p_tid, p_eid,
-                    )
+                lst = per[r[1]] = []
+            lst.append(r)
+        if not per:
+            return []
+        locked = c.execute(
+            "UPDATE instances SET lock_owner=?, lock_expires=?, fence=fence+1 "
+            "WHERE instance_id IN (SELECT value FROM json_each(?)) AND lock_expires<? "
+            "RETURNING instance_id, execution_id, name, status, history_length, fence, "
+            "parent_instance_id, parent_task_id, parent_execution_id",
+            (owner, exp, json.dumps(list(per)), now),
+        ).fetchall()
+        items: list[OrchestrationWorkItem] = []
+        release: list[str] = []
+        for iid, eid, name, status, hlen, fence, p_iid, p_tid, p_eid in locked:
+            evs = per[iid]
+            if len(evs) > 1:
+                evs.sort()  # arrival order
+            inbox_ids = []
+            chunks = []
+            has_start = False
+            has_term = False
+            for rid, _, r_eid, kind, data in evs:
+                inbox_ids.append(rid)
+                if r_eid is not None and r_eid != eid:
+                    continue  # a message for an earlier execution: consume, do not deliver
+                if kind == _K_START:
+                    has_start = True
+                elif kind == _K_TERMINATE:
+                    has_term = True
+                chunks.append(data)
+            if status in _TERMINAL or (status == _PENDING and not has_start):
+                release.append(iid)
+                self._settle_unstartable(
+                    c, iid, status, hlen, inbox_ids, has_term, chunks, now
                 )
-            if release:
-                c.execute(
-                    "UPDATE instances SET lock_owner=NULL, lock_expires=0 WHERE instance_id IN "
-                    "(SELECT value FROM json_each(?))",
-                    (json.dumps(release),),
+                continue
+            items.append(
+                OrchestrationWorkItem(
+                    iid, eid, name, OrchestrationStatus(status), hlen, fence, inbox_ids,
+                    b"".join(chunks), p_iid, p_tid, p_eid,
                 )
-            return items
+            )
+        if release:
+            c.execute(
+                "UPDATE instances SET lock_owner=NULL, lock_expires=0 WHERE instance_id IN "
+                "(SELECT value FROM json_each(?))",
+                (json.dumps(release),),
+            )
+        return items
 
     def _settle_unstartable(
         self,
@@ -821,25 +892,33 @@ class SqliteBackend(Backend):
         if not steps:
             return []
         with self._tx() as c:
-            refused = self._check_fences(c, owner, steps)
-            if refused:
-                ok_ids = {id(s) for s in refused}
-                steps = [s for s in steps if id(s) not in ok_ids]
-            self._write_steps(c, steps, now)
-        changed = [s.item.instance_id for s in steps]
+            refused, changed = self._commit_steps_in(c, owner, steps, now)
         self.notifier.instances_changed(changed)
         return refused
+
+    def _commit_steps_in(
+        self, c: sqlite3.Connection, owner: str, steps: Sequence[StepCommit], now: int
+    ) -> tuple[list[StepCommit], list[str]]:
+        refused = self._check_fences(c, owner, steps)
+        if refused:
+            bad = {id(s) for s in refused}
+            steps = [s for s in steps if id(s) not in bad]
+        self._write_steps(c, steps, now)
+        return refused, [s.item.instance_id for s in steps]
 
     @staticmethod
     def _check_fences(
         c: sqlite3.Connection, owner: str, steps: Sequence[StepCommit]
     ) -> list[StepCommit]:
-        held = dict(
-            c.execute(
-                "SELECT instance_id, fence FROM instances WHERE lock_owner=?", (owner,)
-            ).fetchall()
-        )
-        return [s for s in steps if held.get(s.item.instance_id) != s.item.fence]
+        held = {
+            r[0]: (r[1], r[2])
+            for r in c.execute(
+                "SELECT instance_id, lock_owner, fence FROM instances WHERE instance_id IN "
+                "(SELECT value FROM json_each(?))",
+                (json.dumps([s.item.instance_id for s in steps]),),
+            )
+        }
+        return [s for s in steps if held.get(s.item.instance_id) != (owner, s.item.fence)]
 
     def _write_steps(self, c: sqlite3.Connection, steps: Sequence[StepCommit], now: int) -> None:
         upd = []
@@ -989,12 +1068,17 @@ class SqliteBackend(Backend):
         if limit <= 0:
             return []
         with self._tx() as c:
-            rows = c.execute(
-                "UPDATE activities SET lock_owner=?, lock_expires=?, attempt=attempt+1 "
-                "WHERE id IN (SELECT id FROM activities WHERE lock_expires<? ORDER BY id LIMIT ?) "
-                "RETURNING id, instance_id, execution_id, task_id, name, input, attempt",
-                (owner, now + self.lease_us, now, limit),
-            ).fetchall()
+            return self._fetch_activities_in(c, owner, now, limit)
+
+    def _fetch_activities_in(
+        self, c: sqlite3.Connection, owner: str, now: int, limit: int
+    ) -> list[ActivityWorkItem]:
+        rows = c.execute(
+            "UPDATE activities SET lock_owner=?, lock_expires=?, attempt=attempt+1 "
+            "WHERE id IN (SELECT id FROM activities WHERE lock_expires<? ORDER BY id LIMIT ?) "
+            "RETURNING id, instance_id, execution_id, task_id, name, input, attempt",
+            (owner, now + self.lease_us, now, limit),
+        ).fetchall()
         rows.sort()
         return [ActivityWorkItem(*r) for r in rows]
 
@@ -1004,33 +1088,72 @@ class SqliteBackend(Backend):
         if not results:
             return 0
         with self._tx() as c:
-            kept = {
-                r[0]
-                for r in c.execute(
-                    "DELETE FROM activities WHERE lock_owner=? AND id IN "
-                    "(SELECT value FROM json_each(?)) RETURNING id",
-                    (owner, json.dumps([r.item.id for r in results])),
-                ).fetchall()
-            }
-            rows = []
-            for r in results:
-                it = r.item
-                if it.id not in kept:
-                    continue
-                if r.failure is None:
-                    ev: Any = h.TaskCompleted(-1, now, it.task_id, r.result)
-                else:
-                    ev = h.TaskFailed(-1, now, it.task_id, r.failure)
-                rows.append(
-                    (it.instance_id, it.execution_id, ev.EVENT_TYPE, now, h.encode_records([ev]))
-                )
-            if rows:
-                c.executemany(
-                    "INSERT INTO inbox(instance_id, execution_id, kind, visible_at, event) "
-                    "VALUES (?,?,?,?,?)",
-                    rows,
-                )
+            return self._complete_activities_in(c, owner, results, now)
+
+    def _complete_activities_in(
+        self, c: sqlite3.Connection, owner: str, results: Sequence[ActivityResult], now: int
+    ) -> int:
+        kept = {
+            r[0]
+            for r in c.execute(
+                "DELETE FROM activities WHERE lock_owner=? AND id IN "
+                "(SELECT value FROM json_each(?)) RETURNING id",
+                (owner, json.dumps([r.item.id for r in results])),
+            ).fetchall()
+        }
+        rows = []
+        for r in results:
+            it = r.item
+            if it.id not in kept:
+                continue
+            if r.failure is None:
+                ev: Any = h.TaskCompleted(-1, now, it.task_id, r.result)
+            else:
+                ev = h.TaskFailed(-1, now, it.task_id, r.failure)
+            rows.append(
+                (it.instance_id, it.execution_id, ev.EVENT_TYPE, now, h.encode_records([ev]))
+            )
+        if rows:
+            c.executemany(
+                "INSERT INTO inbox(instance_id, execution_id, kind, visible_at, event) "
+                "VALUES (?,?,?,?,?)",
+                rows,
+            )
         return len(rows)
+
+    def run_turn(
+        self,
+        owner: str,
+        *,
+        steps: Sequence[StepCommit],
+        completions: Sequence[ActivityResult],
+        now: int,
+        orchestration_limit: int,
+        activity_limit: int,
+    ) -> tuple[list[StepCommit], list[OrchestrationWorkItem], list[ActivityWorkItem]]:
+        # One transaction for a whole dispatcher turn (group commit): the steps replayed
+        # since the last turn, the activity results gathered meanwhile, and the leases on
+        # the next batch of instances and activities.
+        refused: list[StepCommit] = []
+        changed: list[str] = []
+        with self._tx() as c:
+            if steps:
+                refused, changed = self._commit_steps_in(c, owner, steps, now)
+            if completions:
+                self._complete_activities_in(c, owner, completions, now)
+            items = (
+                self._fetch_orchestrations_in(c, owner, now, orchestration_limit)
+                if orchestration_limit > 0
+                else []
+            )
+            acts = (
+                self._fetch_activities_in(c, owner, now, activity_limit)
+                if activity_limit > 0
+                else []
+            )
+        if changed:
+            self.notifier.instances_changed(changed)
+        return refused, items, acts
 
     def next_visible(self, *, now: int, horizon: int) -> list[int]:
         return [
