@@ -105,20 +105,21 @@ def durabletask_runner(kind: str, n: int) -> Optional[Callable[[], Any]]:
     name = reg.add_orchestrator(fn)
     old: list[Any] = [dth.new_orchestrator_started_event(t0),
                       dth.new_execution_started_event(name, "i", encoded_input=str(n))]
+    # durabletask numbers actions from 1 (we start at 0): same logical history
     if kind == "chain":
         for i in range(n):
-            old.append(dth.new_task_scheduled_event(i, "step", str(i)))
+            old.append(dth.new_task_scheduled_event(i + 1, "step", str(i)))
             old.append(dth.new_orchestrator_completed_event())
             if i < n - 1:
                 old.append(dth.new_orchestrator_started_event(t0 + timedelta(milliseconds=i + 1)))
-                old.append(dth.new_task_completed_event(i, str(i * 2)))
+                old.append(dth.new_task_completed_event(i + 1, str(i * 2)))
         new = [dth.new_orchestrator_started_event(t0 + timedelta(seconds=n)),
-               dth.new_task_completed_event(n - 1, str(n * 2))]
+               dth.new_task_completed_event(n, str(n * 2))]
     else:
-        old += [dth.new_task_scheduled_event(i, "step", str(i)) for i in range(n)]
+        old += [dth.new_task_scheduled_event(i + 1, "step", str(i)) for i in range(n)]
         old.append(dth.new_orchestrator_completed_event())
         new = [dth.new_orchestrator_started_event(t0 + timedelta(seconds=1))]
-        new += [dth.new_task_completed_event(i, str(i * 2)) for i in range(n)]
+        new += [dth.new_task_completed_event(i + 1, str(i * 2)) for i in range(n)]
     logger = logging.getLogger("bench.durabletask")
     logger.setLevel(logging.WARNING)
     try:
@@ -135,8 +136,11 @@ def durabletask_runner(kind: str, n: int) -> Optional[Callable[[], Any]]:
 
     res = run()
     acts = res.actions if hasattr(res, "actions") else res
-    if not any(a.HasField("completeOrchestration") for a in acts):
-        raise RuntimeError("durabletask executor did not complete the benchmark orchestration")
+    done = [a.completeOrchestration for a in acts if a.HasField("completeOrchestration")]
+    expected = str(n * 2) if kind == "chain" else str(n)
+    if not done or done[0].orchestrationStatus != 1 or done[0].result.value != expected:
+        detail = done[0].failureDetails.errorMessage if done else "no completion"
+        raise RuntimeError(f"durabletask did not complete the benchmark orchestration: {detail}")
     return run
 
 

@@ -69,7 +69,8 @@ typedef struct {
     Py_ssize_t count;
     PyObject *extra;    /* policy data (retry state, event name, timer role) */
     PyObject *link;     /* policy data (timeout timer, retried task) */
-    PyObject *ctx;      /* owning context (for decoding and cancel) */
+    PyObject *ctx;      /* owning context (timers, event waits, policy-made tasks: for cancel) */
+    PyObject *decoder;  /* (scanner or None, deserialize): decodes the raw payload */
 } TaskObject;
 
 typedef struct {
@@ -89,6 +90,7 @@ struct CtxObject {
     PyObject *serialize;
     PyObject *deserialize;
     PyObject *scanner; /* JSON scanner or NULL */
+    PyObject *decoder; /* (scanner or None, deserialize), shared by this context's tasks */
     PyObject *suspended_events;
     PyObject *completion; /* NULL or the CompleteOrchestration action */
     PyObject *gen;
@@ -184,8 +186,21 @@ as_seq(PyObject *o, int *ok)
 /* Task                                                                                        */
 /* ------------------------------------------------------------------------------------------ */
 
+/* Tasks start untracked by the cycle collector when they hold no container that could lead
+ * back to them (activity tasks from call_activity: decoder tuple, raw bytes, scalar results);
+ * they are tracked as soon as they get one (a parent, policy data, an exception, a container
+ * result). Fan-outs keep thousands of tasks alive: tracking them all made GC a fifth of the
+ * replay time. */
+static inline void
+task_track(TaskObject *t)
+{
+    if (!PyObject_GC_IsTracked((PyObject *)t)) {
+        PyObject_GC_Track(t);
+    }
+}
+
 static TaskObject *
-task_new_internal(dc_replay_state *st, int kind, PyObject *ctx)
+task_new_internal(dc_replay_state *st, int kind, PyObject *ctx, PyObject *decoder, int track)
 {
     TaskObject *t = PyObject_GC_New(TaskObject, st->task_type);
     if (t == NULL) {
@@ -203,7 +218,10 @@ task_new_internal(dc_replay_state *st, int kind, PyObject *ctx)
     t->extra = NULL;
     t->link = NULL;
     t->ctx = Py_XNewRef(ctx);
-    PyObject_GC_Track(t);
+    t->decoder = Py_XNewRef(decoder);
+    if (track || ctx != NULL) {
+        PyObject_GC_Track(t);
+    }
     return t;
 }
 
@@ -218,6 +236,7 @@ task_traverse(TaskObject *t, visitproc visit, void *arg)
     Py_VISIT(t->extra);
     Py_VISIT(t->link);
     Py_VISIT(t->ctx);
+    Py_VISIT(t->decoder);
     return 0;
 }
 
@@ -231,6 +250,7 @@ task_clear(TaskObject *t)
     Py_CLEAR(t->extra);
     Py_CLEAR(t->link);
     Py_CLEAR(t->ctx);
+    Py_CLEAR(t->decoder);
     return 0;
 }
 
@@ -253,6 +273,9 @@ task_set_done(TaskObject *t, PyObject *value, PyObject *raw)
         return 0;
     }
     t->state = S_DONE;
+    if (value != NULL && PyObject_IS_GC(value)) {
+        task_track(t);
+    }
     Py_XSETREF(t->value, Py_XNewRef(value));
     if (raw != NULL && raw != Py_None) {
         Py_XSETREF(t->raw, Py_NewRef(raw));
@@ -267,6 +290,7 @@ task_set_failed(TaskObject *t, PyObject *exc)
         return 0;
     }
     t->state = S_FAILED;
+    task_track(t); /* a traceback reaches frames, which may reach the task */
     Py_XSETREF(t->value, Py_NewRef(exc));
     return t->parents != NULL ? task_notify(t) : 0;
 }
@@ -317,6 +341,7 @@ task_notify(TaskObject *t)
 static int
 task_add_parent(TaskObject *t, PyObject *parent)
 {
+    task_track(t);
     if (t->parents == NULL) {
         t->parents = Py_NewRef(parent);
         return 0;
@@ -391,11 +416,14 @@ json_scalar(const char *p, Py_ssize_t n)
     return PyLong_FromLongLong(neg ? -v : v);
 }
 
-/* Payload bytes -> value: the JSON scanner when there is one, else converter.deserialize. */
+/* Payload bytes -> value: the JSON scanner when there is one, else converter.deserialize.
+ * decoder is the context's (scanner or None, deserialize) tuple. */
 static PyObject *
-ctx_decode(CtxObject *ctx, PyObject *raw)
+ctx_decode(PyObject *decoder, PyObject *raw)
 {
-    if (ctx->scanner != NULL && PyBytes_CheckExact(raw)) {
+    PyObject *scanner = PyTuple_GET_ITEM(decoder, 0);
+    PyObject *deserialize = PyTuple_GET_ITEM(decoder, 1);
+    if (scanner != Py_None && PyBytes_CheckExact(raw)) {
         Py_ssize_t n = PyBytes_GET_SIZE(raw);
         PyObject *quick = json_scalar(PyBytes_AS_STRING(raw), n);
         if (quick != NULL) {
@@ -408,7 +436,7 @@ ctx_decode(CtxObject *ctx, PyObject *raw)
             PyObject *r = NULL;
             if (zero != NULL) {
                 args[1] = zero;
-                r = PyObject_Vectorcall(ctx->scanner, args, 2, NULL);
+                r = PyObject_Vectorcall(scanner, args, 2, NULL);
                 Py_DECREF(zero);
             }
             if (r != NULL && PyTuple_CheckExact(r) && PyTuple_GET_SIZE(r) == 2 &&
@@ -425,7 +453,7 @@ ctx_decode(CtxObject *ctx, PyObject *raw)
         PyErr_Clear(); /* anything unusual: the converter decides (and names the error) */
     }
     PyObject *args[1] = {raw};
-    return PyObject_Vectorcall(ctx->deserialize, args, 1, NULL);
+    return PyObject_Vectorcall(deserialize, args, 1, NULL);
 }
 
 /* The result of a completed task (new reference); raises for failed/pending tasks. */
@@ -434,13 +462,16 @@ task_result(TaskObject *t)
 {
     if (t->state == S_DONE) {
         if (t->raw != NULL) {
-            if (t->ctx == NULL) { /* tasks are made by a context (never from Python) */
+            if (t->decoder == NULL) { /* tasks are made by a context (never from Python) */
                 PyErr_SetString(PyExc_RuntimeError, "task has no context to decode its result");
                 return NULL;
             }
-            PyObject *v = ctx_decode((CtxObject *)t->ctx, t->raw);
+            PyObject *v = ctx_decode(t->decoder, t->raw);
             if (v == NULL) {
                 return NULL;
+            }
+            if (PyObject_IS_GC(v)) {
+                task_track(t); /* the cached result may come to hold the task */
             }
             Py_CLEAR(t->raw);
             Py_XSETREF(t->value, v);
@@ -599,6 +630,9 @@ task_set_seq(TaskObject *t, PyObject *v, void *Py_UNUSED(c))
     }                                                                                         \
     static int task_set_##field(TaskObject *t, PyObject *v, void *Py_UNUSED(c))               \
     {                                                                                         \
+        if (v != NULL && v != Py_None) {                                                      \
+            task_track(t);                                                                    \
+        }                                                                                     \
         Py_XSETREF(t->field, (v == NULL || v == Py_None) ? NULL : Py_NewRef(v));              \
         return 0;                                                                             \
     }
@@ -677,8 +711,7 @@ composite(PyObject *module, PyObject *tasks, int kind)
             return NULL;
         }
     }
-    PyObject *ctx = n > 0 ? TASK(PyTuple_GET_ITEM(seq, 0))->ctx : NULL;
-    TaskObject *parent = task_new_internal(st, kind, ctx);
+    TaskObject *parent = task_new_internal(st, kind, NULL, NULL, 1);
     if (parent == NULL) {
         Py_DECREF(seq);
         return NULL;
@@ -874,7 +907,8 @@ ctx_init(CtxObject *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->serialize, ser);
     Py_XSETREF(self->deserialize, de);
     Py_XSETREF(self->scanner, scanner == Py_None ? NULL : Py_NewRef(scanner));
-    return 0;
+    Py_XSETREF(self->decoder, PyTuple_Pack(2, scanner, de));
+    return self->decoder == NULL ? -1 : 0;
 }
 
 static int
@@ -887,6 +921,7 @@ ctx_traverse(CtxObject *self, visitproc visit, void *arg)
     Py_VISIT(self->serialize);
     Py_VISIT(self->deserialize);
     Py_VISIT(self->scanner);
+    Py_VISIT(self->decoder);
     Py_VISIT(self->suspended_events);
     Py_VISIT(self->completion);
     Py_VISIT(self->gen);
@@ -909,6 +944,7 @@ ctx_clear(CtxObject *self)
     Py_CLEAR(self->serialize);
     Py_CLEAR(self->deserialize);
     Py_CLEAR(self->scanner);
+    Py_CLEAR(self->decoder);
     Py_CLEAR(self->suspended_events);
     Py_CLEAR(self->completion);
     Py_CLEAR(self->gen);
@@ -1373,7 +1409,11 @@ ctx_new_task(CtxObject *self, PyObject *arg)
         PyErr_SetString(PyExc_ValueError, "bad task kind");
         return NULL;
     }
-    return (PyObject *)task_new_internal(self->st, (int)kind, (PyObject *)self);
+    if (self->decoder == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "ContextCore.__init__ was not called");
+        return NULL;
+    }
+    return (PyObject *)task_new_internal(self->st, (int)kind, (PyObject *)self, self->decoder, 1);
 }
 
 static PyObject *
@@ -1451,22 +1491,19 @@ ctx_take_actions(CtxObject *self, PyObject *Py_UNUSED(ignored))
         }
         PyObject *action = Py_XNewRef(s->action);
         if (action == NULL) { /* call_activity while replaying: serialize now */
+            PyObject *name = Py_NewRef(s->name != NULL ? s->name : Py_None);
             PyObject *a1[1] = {s->input != NULL ? s->input : Py_None};
+            Py_INCREF(a1[0]);
             PyObject *payload = PyObject_Vectorcall(self->serialize, a1, 1, NULL);
-            if (payload == NULL) {
-                Py_DECREF(out);
-                return NULL;
+            Py_DECREF(a1[0]);
+            PyObject *id = payload != NULL ? PyLong_FromLongLong(seq) : NULL;
+            if (id != NULL) {
+                PyObject *a3[3] = {id, name, payload};
+                action = PyObject_Vectorcall(self->st->schedule_task, a3, 3, NULL);
+                Py_DECREF(id);
             }
-            PyObject *id = PyLong_FromLongLong(seq);
-            if (id == NULL) {
-                Py_DECREF(payload);
-                Py_DECREF(out);
-                return NULL;
-            }
-            PyObject *a3[3] = {id, s->name, payload};
-            action = PyObject_Vectorcall(self->st->schedule_task, a3, 3, NULL);
-            Py_DECREF(id);
-            Py_DECREF(payload);
+            Py_XDECREF(payload);
+            Py_DECREF(name);
             if (action == NULL) {
                 Py_DECREF(out);
                 return NULL;
@@ -1573,7 +1610,13 @@ ctx_call_activity(CtxObject *self, PyObject *const *args, Py_ssize_t nargs, PyOb
         Py_DECREF(name);
         return NULL;
     }
-    TaskObject *t = task_new_internal(st, K_ACTIVITY, (PyObject *)self);
+    if (self->decoder == NULL) {
+        Py_XDECREF(action);
+        Py_DECREF(name);
+        PyErr_SetString(PyExc_RuntimeError, "ContextCore.__init__ was not called");
+        return NULL;
+    }
+    TaskObject *t = task_new_internal(st, K_ACTIVITY, NULL, self->decoder, 0);
     if (t == NULL) {
         Py_XDECREF(action);
         Py_DECREF(name);

@@ -210,6 +210,7 @@ class ContextCore:
         self.is_replaying = False
         self._now_us = 0
         self._is_suspended = False
+        self._running = False
         self._suspended: list[Any] = []
         self._completion: Any = None
         self._converter = converter
@@ -273,13 +274,19 @@ class ContextCore:
     # -- the event loop ---------------------------------------------------------------------
     def _run(self, events: Sequence[Any], replaying: bool) -> int:
         """Apply ``events``; stop once the instance completes. Returns how many were used."""
+        if self._running:
+            raise RuntimeError("the orchestration is already running")
         self.is_replaying = bool(replaying)
+        self._running = True
         n = 0
-        for ev in events:
-            if self._completion is not None:
-                break
-            n += 1
-            self._dispatch(ev)
+        try:
+            for ev in events:
+                if self._completion is not None:
+                    break
+                n += 1
+                self._dispatch(ev)
+        finally:
+            self._running = False
         return n
 
     def _dispatch(self, ev: Any) -> None:

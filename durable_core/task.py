@@ -180,10 +180,7 @@ def _engine_module_of(tasks: Sequence[Any]) -> Any:
 
     if not tasks:
         return _engine_py
-    kind = type(tasks[0])
-    for t in tasks:
-        if type(t) is not kind:
-            raise TypeError("when_all/when_any: all tasks must come from the same orchestration")
+    kind = type(tasks[0])  # the engine's when_all/when_any checks every task's type
     if kind is _engine_py.Task:
         return _engine_py
     from . import _impl
@@ -200,7 +197,8 @@ def when_all(tasks: Sequence[Task]) -> Task:
     Its result is the list of their results, in order. It fails as soon as one of them fails,
     with that task's error.
     """
-    tasks = list(tasks)
+    if not isinstance(tasks, (list, tuple)):
+        tasks = list(tasks)
     return _engine_module_of(tasks).when_all(tasks)  # type: ignore[no-any-return]
 
 
@@ -210,7 +208,8 @@ def when_any(tasks: Sequence[Task]) -> Task:
     Its result is that task (the first one in list order if several finished already); get its
     value with ``winner.get_result()``.
     """
-    tasks = list(tasks)
+    if not isinstance(tasks, (list, tuple)):
+        tasks = list(tasks)
     if not tasks:
         raise ValueError("when_any needs at least one task")
     return _engine_module_of(tasks).when_any(tasks)  # type: ignore[no-any-return]
