@@ -77,7 +77,7 @@ typedef struct {
     PyObject *task;   /* pending task waiting for a completion with this id */
     PyObject *action; /* pending action (NULL: build ScheduleTask from name/input) */
     PyObject *name;   /* name to match (activities, sub-orchestrations) */
-    PyObject *input;  /* call_activity while replaying: the input object, not serialized */
+    PyObject *input;  /* action == NULL: the serialized input of a call_activity */
     int kind;         /* A_NONE when no action is pending */
 } Slot;
 
@@ -414,6 +414,70 @@ json_scalar(const char *p, Py_ssize_t n)
         v = v * 10 + (p[i] - '0');
     }
     return PyLong_FromLongLong(neg ? -v : v);
+}
+
+/* The inverse for the default JSON converter: None (no payload), true/false, ints that fit in
+ * 64 bits, strings needing no escapes -- the exact bytes JsonDataConverter.serialize makes
+ * (compact, ensure_ascii=False). NULL without an exception for anything else. */
+static PyObject *
+json_scalar_encode(PyObject *v)
+{
+    if (v == Py_None) {
+        return Py_NewRef(Py_None);
+    }
+    if (v == Py_True) {
+        return PyBytes_FromStringAndSize("true", 4);
+    }
+    if (v == Py_False) {
+        return PyBytes_FromStringAndSize("false", 5);
+    }
+    if (PyLong_CheckExact(v)) {
+        int overflow = 0;
+        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (overflow != 0 || (x == -1 && PyErr_Occurred())) {
+            PyErr_Clear();
+            return NULL;
+        }
+        char buf[24];
+        char *end = buf + sizeof buf, *p = end;
+        unsigned long long u = x < 0 ? 0ULL - (unsigned long long)x : (unsigned long long)x;
+        do {
+            *--p = (char)('0' + (int)(u % 10));
+            u /= 10;
+        } while (u != 0);
+        if (x < 0) {
+            *--p = '-';
+        }
+        return PyBytes_FromStringAndSize(p, end - p);
+    }
+    if (PyUnicode_CheckExact(v)) {
+        Py_ssize_t len = PyUnicode_GET_LENGTH(v);
+        int kind = PyUnicode_KIND(v);
+        const void *data = PyUnicode_DATA(v);
+        for (Py_ssize_t i = 0; i < len; i++) {
+            Py_UCS4 c = PyUnicode_READ(kind, data, i);
+            if (c < 0x20 || c == '"' || c == '\\') {
+                return NULL;
+            }
+        }
+        Py_ssize_t n;
+        const char *utf8 = PyUnicode_AsUTF8AndSize(v, &n);
+        if (utf8 == NULL) { /* lone surrogates: the converter reports it */
+            PyErr_Clear();
+            return NULL;
+        }
+        PyObject *b = PyBytes_FromStringAndSize(NULL, n + 2);
+        if (b == NULL) {
+            PyErr_Clear();
+            return NULL;
+        }
+        char *p = PyBytes_AS_STRING(b);
+        p[0] = '"';
+        memcpy(p + 1, utf8, (size_t)n);
+        p[n + 1] = '"';
+        return b;
+    }
+    return NULL;
 }
 
 /* Payload bytes -> value: the JSON scanner when there is one, else converter.deserialize.
@@ -1490,25 +1554,19 @@ ctx_take_actions(CtxObject *self, PyObject *Py_UNUSED(ignored))
             continue;
         }
         PyObject *action = Py_XNewRef(s->action);
-        if (action == NULL) { /* call_activity while replaying: serialize now */
-            PyObject *name = Py_NewRef(s->name != NULL ? s->name : Py_None);
-            PyObject *a1[1] = {s->input != NULL ? s->input : Py_None};
-            Py_INCREF(a1[0]);
-            PyObject *payload = PyObject_Vectorcall(self->serialize, a1, 1, NULL);
-            Py_DECREF(a1[0]);
-            PyObject *id = payload != NULL ? PyLong_FromLongLong(seq) : NULL;
+        if (action == NULL) { /* from call_activity: build the ScheduleTask now */
+            PyObject *id = PyLong_FromLongLong(seq);
             if (id != NULL) {
-                PyObject *a3[3] = {id, name, payload};
+                PyObject *a3[3] = {id, s->name != NULL ? s->name : Py_None,
+                                   s->input != NULL ? s->input : Py_None};
                 action = PyObject_Vectorcall(self->st->schedule_task, a3, 3, NULL);
                 Py_DECREF(id);
             }
-            Py_XDECREF(payload);
-            Py_DECREF(name);
             if (action == NULL) {
                 Py_DECREF(out);
                 return NULL;
             }
-            s = ctx_peek(self, seq); /* re-read: the converter ran Python code */
+            s = ctx_peek(self, seq); /* re-read: constructing the tuple ran Python code */
         }
         int rc = PyList_Append(out, action);
         Py_DECREF(action);
@@ -1579,57 +1637,41 @@ ctx_call_activity(CtxObject *self, PyObject *const *args, Py_ssize_t nargs, PyOb
         Py_DECREF(name);
         return r;
     }
-    PyObject *action = NULL;
-    long long seq = self->seq;
-    if (!self->replaying) {
+    /* Serialized now, replaying or not: a payload error must reach the code the same way on
+     * every replay. The action tuple is built only if it turns out to be new (_take_actions). */
+    PyObject *payload = self->scanner != NULL ? json_scalar_encode(input) : NULL;
+    if (payload == NULL) {
         PyObject *a1[1] = {input};
-        PyObject *payload = PyObject_Vectorcall(self->serialize, a1, 1, NULL);
+        payload = PyObject_Vectorcall(self->serialize, a1, 1, NULL);
         if (payload == NULL) {
             Py_DECREF(name);
             return NULL;
         }
-        seq = self->seq; /* re-read after Python code */
-        PyObject *id = PyLong_FromLongLong(seq);
-        if (id == NULL) {
-            Py_DECREF(payload);
-            Py_DECREF(name);
-            return NULL;
-        }
-        PyObject *a3[3] = {id, name, payload};
-        action = PyObject_Vectorcall(st->schedule_task, a3, 3, NULL);
-        Py_DECREF(id);
-        Py_DECREF(payload);
-        if (action == NULL) {
-            Py_DECREF(name);
-            return NULL;
-        }
-    }
-    Slot *s = ctx_slot(self, seq);
-    if (s == NULL) {
-        Py_XDECREF(action);
-        Py_DECREF(name);
-        return NULL;
     }
     if (self->decoder == NULL) {
-        Py_XDECREF(action);
+        Py_DECREF(payload);
         Py_DECREF(name);
         PyErr_SetString(PyExc_RuntimeError, "ContextCore.__init__ was not called");
         return NULL;
     }
+    long long seq = self->seq; /* read after the converter ran */
+    Slot *s = ctx_slot(self, seq);
+    if (s == NULL) {
+        Py_DECREF(payload);
+        Py_DECREF(name);
+        return NULL;
+    }
     TaskObject *t = task_new_internal(st, K_ACTIVITY, NULL, self->decoder, 0);
     if (t == NULL) {
-        Py_XDECREF(action);
+        Py_DECREF(payload);
         Py_DECREF(name);
         return NULL;
     }
     t->seq = seq;
     slot_clear_action(s);
     s->kind = A_TASK;
-    s->name = name; /* owns */
-    s->action = action;
-    if (action == NULL) {
-        s->input = Py_NewRef(input);
-    }
+    s->name = name;     /* owns */
+    s->input = payload; /* owns */
     Py_XSETREF(s->task, Py_NewRef((PyObject *)t));
     if (seq < self->min_action) {
         self->min_action = seq;

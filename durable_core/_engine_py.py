@@ -15,8 +15,6 @@ Everything else (starting the orchestrator, events, retries, timeouts, failures)
 :class:`durable_core.context.OrchestrationContext`, which the core calls back (``_on_*``).
 
 Payloads are deserialized only when code receives them (a task keeps the raw bytes until then).
-While replaying, ``call_activity`` keeps the input object and serializes it only if its action
-turns out to be new (deterministic code always finds it recorded in history).
 """
 
 from __future__ import annotations
@@ -243,10 +241,7 @@ class ContextCore:
     def _take_actions(self) -> list[Any]:
         out = []
         for seq in sorted(self._actions):
-            kind, name, action, obj = self._actions[seq]
-            if action is None:  # call_activity while replaying: serialize now
-                action = ScheduleTask(seq, name, self._converter.serialize(obj))
-            out.append(action)
+            out.append(self._actions[seq][2])
         self._actions.clear()
         return out
 
@@ -259,11 +254,10 @@ class ContextCore:
         name = activity if type(activity) is str else name_of(activity)
         if retry_policy is not None:
             return self._call_activity_retry(name, input, retry_policy)  # type: ignore[attr-defined, no-any-return]
+        # serialized now, replaying or not: a payload error reaches the code on every replay
+        payload = self._converter.serialize(input)
         seq = self._seq
-        if self.is_replaying:
-            rec = (A_TASK, name, None, input)
-        else:
-            rec = (A_TASK, name, ScheduleTask(seq, name, self._converter.serialize(input)), None)
+        rec = (A_TASK, name, ScheduleTask(seq, name, payload), None)
         self._seq = seq + 1
         task = Task(K_ACTIVITY, self)
         task._seq = seq

@@ -903,3 +903,18 @@ def test_task_api(core: Any, reg: dc.Registry) -> None:
     assert d.output == 4
     assert seen == {"types": True, "pending": (False, False, None), "winner": True,
                     "b": (True, True, "TaskFailedError"), "all": (True, [4])}
+
+
+def test_payload_error_reaches_code_on_every_replay(core: Any, reg: dc.Registry) -> None:
+    def orch(ctx: Any) -> Any:
+        try:
+            t = ctx.call_activity("double", input=object())
+        except dc.PayloadError:
+            t = ctx.call_activity("double", input=21)
+        return (yield t)
+
+    reg.add_orchestrator(orch)
+    d = make(core, reg, ACTS)
+    d.start("orch")
+    d.run()
+    assert d.status == S.COMPLETED and d.output == 42

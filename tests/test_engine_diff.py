@@ -229,3 +229,40 @@ def test_payload_decoding_agrees(raw: bytes) -> None:
         fd = c.failure_details
         out.append((c.status, c.result, fd and (fd.error_type, fd.message)))
     assert out[0] == out[1]
+
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.text(), st.floats(allow_nan=False),
+              st.sampled_from([2**63, -2**63, 2**63 - 1, -2**63 + 1, "\ud800", "a\"b", "\\", "\x7f",
+                               "é", "\u2028", "\x1f"])),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=5,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=json_values)
+def test_payload_encoding_agrees(value: Any) -> None:
+    """call_activity's input bytes (C fast path included) are exactly the converter's."""
+    conv = dc.JsonDataConverter()
+    try:
+        expected: Any = conv.serialize(value)
+    except dc.PayloadError as e:
+        expected = ("PayloadError", str(e))
+
+    def orch(ctx: Any) -> Any:
+        try:
+            yield ctx.call_activity("x", input=value)
+        except dc.PayloadError as e:
+            return ["PayloadError", str(e)]
+
+    reg = dc.Registry()
+    reg.add_orchestrator(orch)
+    for core in CORES.values():
+        r = OrchestrationExecutor(reg, implementation=core).execute(
+            "i", [], [h.OrchestratorStarted(-1, 0), h.ExecutionStarted(-1, 0, "orch", "i")])
+        if isinstance(expected, tuple):
+            assert r.completion is not None
+            assert conv.deserialize(r.completion.result) == list(expected)
+        else:
+            assert r.actions[0].input == expected
