@@ -38,7 +38,7 @@ from .context import (
 from .registry import name_of
 from .task import ScheduleTask
 
-__all__ = ["Task", "when_all", "when_any", "ContextCore"]
+__all__ = ["Task", "when_all", "when_any", "ContextCore", "_replay_register"]
 
 _PENDING, _DONE, _FAILED = 0, 1, 2
 _NO_RAW = object()
@@ -191,6 +191,10 @@ def when_any(tasks: Sequence[Any]) -> Task:
     if not tasks:
         raise ValueError("when_any needs at least one task")
     return _composite(K_ANY, tasks)
+
+
+def _replay_register(event_classes: Any, schedule_task: type) -> None:
+    """Nothing to register in Python (the C core takes the classes it builds and checks)."""
 
 
 class ContextCore:

@@ -54,20 +54,20 @@ ContextCore = _impl.pick("ContextCore", "durable_core._engine_py")
 
 
 def _register_c_engine() -> None:
-    """Hand the C engine (when built) its classes; make its tasks awaitable and ``Task``s."""
-    try:
-        from . import _core  # type: ignore[attr-defined]
-    except ImportError:
-        return
-    if not hasattr(_core, "_replay_register"):
-        return
+    """Hand the C engine (when built) its classes; make its tasks awaitable and ``Task``s.
+
+    Done for the C variant even when the twin is selected, so tests can run both.
+    """
     from . import _engine_py
     from .task import Task
 
-    _core._replay_register(h.EVENT_CLASSES, ScheduleTask)
-    # ``await task`` yields the task itself to the engine and returns what the engine sends
-    _core.Task.__await__ = _engine_py.Task.__await__
-    Task.register(_core.Task)
+    for register in _impl.implementations("_replay_register", "durable_core._engine_py").values():
+        register(h.EVENT_CLASSES, ScheduleTask)
+    c_task = _impl.implementations("Task", "durable_core._engine_py").get("c")
+    if c_task is not None:
+        # ``await task`` yields the task itself to the engine and returns what it sends back
+        c_task.__await__ = _engine_py.Task.__await__
+        Task.register(c_task)
 
 
 _register_c_engine()
