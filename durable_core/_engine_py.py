@@ -19,6 +19,7 @@ Payloads are deserialized only when code receives them (a task keeps the raw byt
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, Optional, Sequence
 
 from . import history as h
@@ -41,6 +42,12 @@ from .task import ScheduleTask
 __all__ = ["Task", "when_all", "when_any", "ContextCore", "_replay_register"]
 
 _PENDING, _DONE, _FAILED = 0, 1, 2
+# JSON scalars the engine handles without the converter (same rules as csrc/replay.c)
+_JSON_INT = re.compile(rb"-?(?:0|[1-9][0-9]{0,17})")
+_JSON_PLAIN_STR = re.compile(rb'"[^"\\\x00-\x1f]*"')
+_JSON_CONSTANTS: dict[bytes, Any] = {b"true": True, b"false": False, b"null": None}
+_JSON_ESCAPES = re.compile(r'[\x00-\x1f"\\]')
+_I64 = 2**63
 _NO_RAW = object()
 
 
@@ -77,7 +84,7 @@ class Task(_task.Task):
         if state == _DONE:
             if self._raw is not _NO_RAW:
                 raw = self._raw
-                self._value = self._ctx._converter.deserialize(raw)
+                self._value = self._ctx._decode(raw)
                 self._raw = _NO_RAW
             elif self._kind == K_ALL and self._value is None:
                 self._value = [c.get_result() for c in self._children]  # type: ignore[union-attr]
@@ -216,11 +223,54 @@ class ContextCore:
         self._suspended: list[Any] = []
         self._completion: Any = None
         self._converter = converter
+        self._scanner = scanner
         self._gen: Any = None
         self._awaiting: Any = None
         self._seq = 0
         self._tasks: dict[int, Task] = {}
         self._actions: dict[int, tuple[int, str, Any, Any]] = {}  # seq -> (kind, name, action, input)
+
+    # -- payloads -------------------------------------------------------------------------------
+    def _decode(self, raw: bytes) -> Any:
+        """Payload -> value. With the default JSON converter (a scanner was given) scalars are
+        decoded directly and other JSON through the scanner, as in C; the converter decides
+        everything else (and names the errors)."""
+        scan = self._scanner
+        if scan is not None and type(raw) is bytes:
+            if _JSON_INT.fullmatch(raw):
+                return int(raw)
+            if _JSON_PLAIN_STR.fullmatch(raw):
+                try:
+                    return raw[1:-1].decode("utf-8")
+                except UnicodeDecodeError:
+                    pass
+            elif raw in _JSON_CONSTANTS:
+                return _JSON_CONSTANTS[raw]
+            try:
+                text = raw.decode("utf-8")
+                value, end = scan(text, 0)
+                if end == len(text):
+                    return value
+            except Exception:  # noqa: BLE001 - the converter decides and names the error
+                pass
+        return self._converter.deserialize(raw)
+
+    def _encode(self, value: Any) -> Optional[bytes]:
+        """Value -> payload; JSON scalars directly with the default converter (as in C)."""
+        if self._scanner is not None:
+            if value is None:
+                return None
+            t = type(value)
+            if t is int and -_I64 <= value < _I64:
+                return str(value).encode()
+            if t is bool:
+                return b"true" if value else b"false"
+            if t is str and not _JSON_ESCAPES.search(value):
+                try:
+                    return b'"' + value.encode("utf-8") + b'"'
+                except UnicodeEncodeError:
+                    pass
+        return self._converter.serialize(value)  # type: ignore[no-any-return]
 
     # -- primitives for the policy ----------------------------------------------------------
     def _next_seq(self) -> int:
@@ -259,7 +309,7 @@ class ContextCore:
         if retry_policy is not None:
             return self._call_activity_retry(name, input, retry_policy)  # type: ignore[attr-defined, no-any-return]
         # serialized now, replaying or not: a payload error reaches the code on every replay
-        payload = self._converter.serialize(input)
+        payload = self._encode(input)
         seq = self._seq
         rec = (A_TASK, name, ScheduleTask(seq, name, payload), None)
         self._seq = seq + 1
