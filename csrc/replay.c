@@ -1639,6 +1639,11 @@ ctx_call_activity(CtxObject *self, PyObject *const *args, Py_ssize_t nargs, PyOb
     }
     /* Serialized now, replaying or not: a payload error must reach the code the same way on
      * every replay. The action tuple is built only if it turns out to be new (_take_actions). */
+    if (self->decoder == NULL || self->serialize == NULL) {
+        Py_DECREF(name);
+        PyErr_SetString(PyExc_RuntimeError, "ContextCore.__init__ was not called");
+        return NULL;
+    }
     PyObject *payload = self->scanner != NULL ? json_scalar_encode(input) : NULL;
     if (payload == NULL) {
         PyObject *a1[1] = {input};
@@ -1648,10 +1653,10 @@ ctx_call_activity(CtxObject *self, PyObject *const *args, Py_ssize_t nargs, PyOb
             return NULL;
         }
     }
-    if (self->decoder == NULL) {
+    if (self->decoder == NULL) { /* the converter ran Python code: check again */
         Py_DECREF(payload);
         Py_DECREF(name);
-        PyErr_SetString(PyExc_RuntimeError, "ContextCore.__init__ was not called");
+        PyErr_SetString(PyExc_RuntimeError, "the context was cleared");
         return NULL;
     }
     long long seq = self->seq; /* read after the converter ran */

@@ -228,7 +228,8 @@ class ContextCore:
         self._awaiting: Any = None
         self._seq = 0
         self._tasks: dict[int, Task] = {}
-        self._actions: dict[int, tuple[int, str, Any, Any]] = {}  # seq -> (kind, name, action, input)
+        # seq -> (action kind, name to match or None, action, unused)
+        self._actions: dict[int, tuple[int, Optional[str], Any, Any]] = {}
 
     # -- payloads -------------------------------------------------------------------------------
     def _decode(self, raw: bytes) -> Any:

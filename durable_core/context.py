@@ -333,12 +333,13 @@ class OrchestrationContext:
         """Complete the instance (first call wins); the completion takes the next sequence id."""
         if self._completion is not None:
             return
-        self._completion = CompleteOrchestration(self._next_seq(), status, result, failure, ())
+        self._completion = CompleteOrchestration(  # type: ignore[misc]  # engine attribute
+            self._next_seq(), status, result, failure, ())
 
     # -- callbacks from the engine core ---------------------------------------------------------
     def _on_execution_started(self, ev: Any) -> Any:
         """Start the orchestrator; return the generator/coroutine to drive, or None when done."""
-        self.parent_instance_id = ev.parent_instance_id
+        self.parent_instance_id = ev.parent_instance_id  # type: ignore[misc]
         self.__dict__["_name"] = ev.name
         registry: Registry = self.__dict__["_registry"]
         fn = registry.get_orchestrator(ev.name)
@@ -420,7 +421,8 @@ class OrchestrationContext:
                 action: Any = ScheduleTask(seq, state.name, state.input)
                 self._add_action(A_TASK, action, target)
             else:
-                action = CreateSubOrchestration(seq, state.name, state.instance_id, state.input)
+                action = CreateSubOrchestration(seq, state.name, state.instance_id or "",
+                                                state.input)
                 self._add_action(A_SUBORCH, action, target)
         elif timer._extra == T_TIMEOUT:
             if target.is_complete:

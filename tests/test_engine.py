@@ -918,3 +918,24 @@ def test_payload_error_reaches_code_on_every_replay(core: Any, reg: dc.Registry)
     d.start("orch")
     d.run()
     assert d.status == S.COMPLETED and d.output == 42
+
+
+def test_core_without_init_refuses_politely(core: Any) -> None:
+    ctx = core.__new__(core)
+    with pytest.raises((RuntimeError, AttributeError, TypeError)):
+        ctx.call_activity("x")
+
+
+def test_core_rejects_bad_arguments(core: Any) -> None:
+    conv = dc.JsonDataConverter()
+    with pytest.raises(TypeError):
+        core(1, conv)
+    ctx = core("i", conv)
+    with pytest.raises(TypeError):
+        ctx.call_activity()
+    with pytest.raises(TypeError):
+        ctx.call_activity("a", bogus=1)
+    with pytest.raises(TypeError):
+        ctx.call_activity(42)
+    with pytest.raises(TypeError):
+        ctx._run([object()], False)
