@@ -290,7 +290,7 @@ class OrchestrationContext:
         stamp = self.current_utc_datetime.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         return str(uuid.uuid5(_UUID_NAMESPACE, f"{self.instance_id}_{stamp}_{n}"))
 
-    # -- helpers --------------------------------------------------------------------------------
+    # -- internals ------------------------------------------------------------------------------
     def _fire_at_us(self, fire_at: Union[datetime, timedelta]) -> int:
         if isinstance(fire_at, timedelta):
             return self._now_us + _td_us(fire_at)

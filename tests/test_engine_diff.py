@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +23,8 @@ import durable_core as dc
 from durable_core import history as h
 from durable_core.engine import OrchestrationExecutor
 
+# more examples for a deep run: DURABLE_CORE_ENGINE_EXAMPLES=5000 pytest tests/test_engine_diff.py
+EXAMPLES = int(os.environ.get("DURABLE_CORE_ENGINE_EXAMPLES", "120"))
 CORES = {p.id: p.values[0] for p in both("ContextCore", "durable_core._engine_py")}
 pytestmark = pytest.mark.skipif(CORES.get("c") is None, reason="C extension not built")
 
@@ -138,7 +141,7 @@ def run(core: Any, prog: list[Any], evs: list[Any], batch: bool, early: int) -> 
     return d
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(prog=program, evs=events, batch=st.booleans(), early=st.integers(0, 3))
 def test_c_and_twin_agree(prog: list[Any], evs: list[Any], batch: bool, early: int) -> None:
     dc_ = run(CORES["c"], prog, evs, batch, early)
@@ -165,7 +168,7 @@ def mutate(prog: list[Any], data: st.DataObject) -> list[Any]:
     return p
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(prog=program, evs=events, data=st.data())
 def test_changed_code_replays_alike(prog: list[Any], evs: list[Any], data: st.DataObject) -> None:
     d = run(CORES["py"], prog, evs, True, 0)
