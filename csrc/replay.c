@@ -1398,12 +1398,20 @@ static int
 ctx_dispatch(CtxObject *self, PyObject *ev)
 {
     int k = event_kind(self->st, ev);
-    if (self->suspended && k != E_EXECUTION_RESUMED && k != E_EXECUTION_TERMINATED) {
-        if (k == 0) {
-            PyErr_Format(PyExc_TypeError, "not a history event: %.100s", Py_TYPE(ev)->tp_name);
-            return -1;
+    if (self->suspended) {
+        /* inputs that would run the code wait for the resume (see _SUSPENDABLE in the twin) */
+        switch (k) {
+        case E_EXECUTION_STARTED:
+        case E_TASK_COMPLETED:
+        case E_TASK_FAILED:
+        case E_SUBORCH_COMPLETED:
+        case E_SUBORCH_FAILED:
+        case E_TIMER_FIRED:
+        case E_EVENT_RAISED:
+            return PyList_Append(self->suspended_events, ev);
+        default:
+            break;
         }
-        return PyList_Append(self->suspended_events, ev);
     }
     return ctx_handle(self, ev, k);
 }

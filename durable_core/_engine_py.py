@@ -8,7 +8,7 @@ Same interface and behaviour as the C core; :mod:`durable_core.engine` picks one
   the pending action with the same sequence number (type and name must agree);
 - route ``TaskCompleted``/``TaskFailed``/``SubOrchestration*``/``TimerFired`` to the pending
   task by its scheduled id and resume the code (``send``, or ``throw`` for a failure);
-- buffer events while suspended;
+- while suspended, hold back the inputs (completions, timers, external events) until resumed;
 - ``call_activity``, the hottest user call.
 
 Everything else (starting the orchestrator, events, retries, timeouts, failures) is policy in
@@ -340,7 +340,7 @@ class ContextCore:
 
     def _dispatch(self, ev: Any) -> None:
         cls = type(ev)
-        if self._is_suspended and cls is not h.ExecutionResumed and cls is not h.ExecutionTerminated:
+        if self._is_suspended and cls in _SUSPENDABLE:
             self._suspended.append(ev)
             return
         handler = _HANDLERS.get(cls)
@@ -489,6 +489,15 @@ _HANDLERS: dict[type, Callable[[ContextCore, Any], None]] = {
     h.ExecutionResumed: ContextCore._h_resumed,
     h.ExecutionTerminated: ContextCore._h_terminated,
 }
+
+# While suspended, inputs that would run the code wait for the resume, in arrival order.
+# Everything else applies at once: the clock, suspend/resume/terminate, and the events that
+# record the code's own actions (they must meet their pending actions, or a replay that crosses
+# a suspension would see them as missing).
+_SUSPENDABLE = frozenset({
+    h.ExecutionStarted, h.TaskCompleted, h.TaskFailed, h.SubOrchestrationInstanceCompleted,
+    h.SubOrchestrationInstanceFailed, h.TimerFired, h.EventRaised,
+})
 
 _STEP_CODE = ContextCore._step.__code__
 _ = K_DONE  # kinds used by the policy

@@ -939,3 +939,23 @@ def test_core_rejects_bad_arguments(core: Any) -> None:
         ctx.call_activity(42)
     with pytest.raises(TypeError):
         ctx._run([object()], False)
+
+
+def test_replay_across_a_suspension_matches_recorded_actions(core: Any, reg: dc.Registry) -> None:
+    """Events recording the code's actions are never held back by a suspension."""
+    def orch(ctx: Any) -> Any:
+        a = yield ctx.call_activity("double", input=1)
+        yield ctx.create_timer(timedelta(seconds=0))
+        return a
+
+    reg.add_orchestrator(orch)
+    d = make(core, reg, ACTS)  # the driver compares sticky and full replay every episode
+    d.start("orch")
+    d.send([h.ExecutionSuspended(-1, d.now)], run=False)
+    d.run()  # the activity result is held back
+    assert d.completion is None and d.results[-1].actions == []
+    d.send([h.ExecutionSuspended(-1, d.now)], run=False)  # suspending twice changes nothing
+    r = d.send([h.ExecutionResumed(-1, d.now)], run=False)
+    assert not r.is_suspended and r.actions == [CreateTimer(1, d.now - STEP)]
+    d.run()
+    assert d.output == 2
