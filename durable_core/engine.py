@@ -9,6 +9,10 @@ A :class:`StickySession` keeps the instance's code suspended between episodes: t
 applies only its new events (no replay) and gives exactly what a full replay would. The runtime
 caches sessions by instance id.
 
+While an instance is suspended (``ExecutionSuspended``), the inputs that would run its code --
+activity and sub-orchestration outcomes, timer firings, external events -- are held back in
+arrival order and applied at ``ExecutionResumed``; ``ExecutionTerminated`` applies at once.
+
 The per-event work runs in C (``csrc/replay.c``) or in the pure-Python twin
 (``_engine_py``); :mod:`durable_core._impl` picks one. Deviation from the Durable Task SDK: a
 retried activity or sub-orchestration gets a new sequence number for each attempt (after the
