@@ -217,14 +217,16 @@ class OrchestrationContext:
         The child id defaults to ``f"{this_instance_id}:{sequence_number:04x}"``. If the child
         fails, the task fails with :class:`~durable_core.TaskFailedError`.
         """
+        if instance_id is not None and not isinstance(instance_id, str):
+            raise TypeError("instance_id must be a string")
+        if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
+            raise TypeError("retry_policy must be a RetryPolicy")
         name = name_of(orchestrator)
         payload = self._converter.serialize(input)
         task = self._new_task(K_SUBORCH)
         seq = self._next_seq()
         if instance_id is None:
             instance_id = f"{self.instance_id}:{seq:04x}"
-        elif not isinstance(instance_id, str):
-            raise TypeError("instance_id must be a string")
         if retry_policy is not None:
             task._extra = _RetryState(retry_policy, K_SUBORCH, name, payload, instance_id,
                                       self._now_us)
@@ -240,6 +242,8 @@ class OrchestrationContext:
         """
         if not isinstance(name, str):
             raise TypeError("event name must be a string")
+        if timeout is not None and not isinstance(timeout, timedelta):
+            raise TypeError("timeout must be a timedelta")
         key = name.casefold()
         task = self._new_task(K_EVENT)
         task._extra = key
@@ -253,8 +257,6 @@ class OrchestrationContext:
             return task
         self._event_waiters().setdefault(key, []).append(task)
         if timeout is not None:
-            if not isinstance(timeout, timedelta):
-                raise TypeError("timeout must be a timedelta")
             fire_at = self._now_us + _td_us(timeout)
             task._link = self._create_timer_us(fire_at, T_TIMEOUT, task)
         return task

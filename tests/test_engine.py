@@ -959,3 +959,28 @@ def test_replay_across_a_suspension_matches_recorded_actions(core: Any, reg: dc.
     assert not r.is_suspended and r.actions == [CreateTimer(1, d.now - STEP)]
     d.run()
     assert d.output == 2
+
+
+def test_bad_arguments_reach_the_code_and_take_no_sequence_number(core: Any,
+                                                                  reg: dc.Registry) -> None:
+    def orch(ctx: Any) -> Any:
+        errors = []
+        for call in (lambda: ctx.call_sub_orchestrator("x", instance_id=5),
+                     lambda: ctx.wait_for_external_event("e", timeout=5),
+                     lambda: ctx.wait_for_external_event(5),
+                     lambda: ctx.create_timer(5),
+                     lambda: ctx.call_activity("a", retry_policy="often"),
+                     lambda: ctx.send_event(1, "x")):
+            try:
+                call()
+            except TypeError as e:
+                errors.append(str(e))
+        t = yield ctx.call_activity("double", input=len(errors))
+        return t
+
+    reg.add_orchestrator(orch)
+    d = make(core, reg, ACTS)
+    first = d.start("orch")
+    assert first.actions == [ScheduleTask(0, "double", b"6")]
+    d.run()
+    assert d.output == 12
