@@ -231,7 +231,6 @@ async def run_load(port: int, seconds: float, connections: int, rate: float) -> 
     await drain(port, ids[-1])
     status_req = [get(f"/api/operations/{i}") for i in ids]
     noop = get("/bench/noop")
-    last: list[str] = []
 
     def start(i: int) -> bytes:
         return START
