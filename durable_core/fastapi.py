@@ -971,6 +971,7 @@ class OperationsAPI:
         st = state.runtime_status
         body: dict[str, Any] = {
             "id": state.instance_id,
+            "instanceId": state.instance_id,  # the Durable Functions spelling
             "name": state.name,
             "status": _LRO_STATUS[st],
             "runtimeStatus": _DF_STATUS[st],

@@ -99,7 +99,7 @@ async def test_start_answers_202_with_locations_and_management_urls(http: httpx.
         assert body[k].startswith(status_url), k
     done = await poll_until_done(http, status_url)
     d = done.json()
-    assert d["id"] == iid and d["name"] == "echo"
+    assert d["id"] == d["instanceId"] == iid and d["name"] == "echo"
     assert d["status"] == "Succeeded" and d["runtimeStatus"] == "Completed"
     assert d["result"] == {"x": 1} and d["output"] == {"x": 1}
     assert d["createdTime"].endswith("Z") and d["lastUpdatedTime"]
