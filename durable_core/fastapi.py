@@ -358,6 +358,7 @@ class BodySizeLimitMiddleware:
             await self.app(scope, receive, send)
             return
         limit = self.max_bytes
+        chunked = False
         for k, v in scope.get("headers", ()):
             if k == b"content-length":
                 try:
@@ -366,9 +367,16 @@ class BodySizeLimitMiddleware:
                     n = -1
                 if n < 0 or n > limit:
                     resp = _too_large(limit) if n > limit else _bad_length()
-                    await _drain_and_send(resp, scope, receive, send)
+                    await resp(scope, receive, send)
                     return
-                break
+                # the server delivers exactly Content-Length bytes: nothing more to watch
+                await self.app(scope, receive, send)
+                return
+            if k == b"transfer-encoding":
+                chunked = True
+        if not chunked:  # no Content-Length and not chunked: no body at all
+            await self.app(scope, receive, send)
+            return
         seen = 0
         started = False
         rejected = False
@@ -417,10 +425,6 @@ def _too_large(limit: int) -> Response:
 
 def _bad_length() -> Response:
     return problem_response(400, "Invalid Content-Length", slug="bad-request")
-
-
-async def _drain_and_send(resp: Response, scope: Scope, receive: Receive, send: Send) -> None:
-    await resp(scope, receive, send)
 
 
 # --------------------------------------------------------------------------------------------
