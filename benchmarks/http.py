@@ -56,7 +56,8 @@ def serve(db: str, port: int, mode: str) -> None:
     if mode == "one":
         import app as sample_app  # examples/async_http_api/app.py
 
-        application = sample_app.create_app(db, api_key="bench")
+        opts = json.loads(os.environ.get("DURABLE_BENCH_RUNTIME_OPTIONS", "{}"))
+        application = sample_app.create_app(db, api_key="bench", **opts)
     else:
         import client as sample_client  # examples/async_http_api/client.py
 

@@ -496,6 +496,7 @@ def runtime_lifespan(
     registry: Any = None,
     converter: Any = None,
     stop_grace: float = 10.0,
+    worker_thread: bool = False,
     **runtime_options: Any,
 ) -> LifespanFactory:
     """A FastAPI ``lifespan`` that runs a :class:`durable_core.Runtime` (worker + client)
@@ -503,7 +504,9 @@ def runtime_lifespan(
     ``app.state.durable_client`` (the runtime's ``AsyncClient``) for the routes.
 
     At shutdown running activities get ``stop_grace`` seconds to finish; what is cut off is
-    retried by the next worker (activities are at-least-once).
+    retried by the next worker (activities are at-least-once). ``worker_thread=True`` runs the
+    worker on its own thread and event loop instead of the server's, so a batch of replays
+    never holds up HTTP answers for longer than the interpreter's switch interval.
     """
 
     @asynccontextmanager
@@ -516,13 +519,19 @@ def runtime_lifespan(
         if converter is not None:
             kwargs["converter"] = converter
         rt = Runtime(url, **kwargs)
-        await rt.astart()
+        if worker_thread:
+            await asyncio.get_running_loop().run_in_executor(None, rt.start)
+        else:
+            await rt.astart()
         app.state.durable_runtime = rt
         app.state.durable_client = rt.async_client
         try:
             yield
         finally:
-            await rt.astop(stop_grace)
+            if worker_thread:
+                await asyncio.get_running_loop().run_in_executor(None, rt.stop, stop_grace)
+            else:
+                await rt.astop(stop_grace)
 
     return lifespan
 

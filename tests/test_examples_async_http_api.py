@@ -353,3 +353,18 @@ async def test_openapi_documents_problems(tmp_path: Any) -> None:
     resp = doc["paths"]["/api/process"]["post"]["responses"]
     assert list(resp["422"]["content"]) == ["application/problem+json"]
     assert list(resp["202"]["content"]) == ["application/json"]
+
+
+@needs_runtime
+async def test_app_with_the_worker_on_its_own_thread(tmp_path: Any) -> None:
+    import app as sample_app
+
+    app = sample_app.create_app(f"sqlite:///{tmp_path / 't.db'}", api_key="k", worker_thread=True,
+                                stop_grace=0.5)
+    async with serve(app) as http:
+        r = await http.post("/api/start-operation", json={"processing_time": 0})
+        assert r.status_code == 202
+        assert (await poll(http, r.json()["status_url"])).json()["status"] == "Completed"
+        import threading
+
+        assert any(t.name == "durable_core worker" for t in threading.enumerate())

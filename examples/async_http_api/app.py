@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Optional
+from typing import Any, Optional
 
 from fastapi import FastAPI
 
@@ -26,9 +26,12 @@ import worker  # noqa: E402,F401  (registers the sample's orchestration and acti
 from durable_core.fastapi import runtime_lifespan  # noqa: E402
 
 
-def create_app(db: str = "sqlite:///durable.db", api_key: Optional[str] = None) -> FastAPI:
-    """Both samples' routes on one app whose lifespan runs the runtime in process."""
-    app = client.create_app(runtime_lifespan(db))
+def create_app(
+    db: str = "sqlite:///durable.db", api_key: Optional[str] = None, **runtime_options: Any
+) -> FastAPI:
+    """Both samples' routes on one app whose lifespan runs the runtime in process
+    (``runtime_options`` go to :func:`durable_core.fastapi.runtime_lifespan`)."""
+    app = client.create_app(runtime_lifespan(db, **runtime_options))
     generic_router.build_api(api_key or generic_router.api_key_from_env()).install(app)
     return app
 
