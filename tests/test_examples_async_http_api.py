@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from http_support import (
+    EXAMPLES,
     BACKENDS,
     free_port,
     lifespan_for,
@@ -368,3 +369,34 @@ async def test_app_with_the_worker_on_its_own_thread(tmp_path: Any) -> None:
         import threading
 
         assert any(t.name == "durable_core worker" for t in threading.enumerate())
+
+
+@needs_runtime
+async def test_generic_router_in_two_processes(tmp_path: Any) -> None:
+    """API-only process + worker process: long-polls see the other process's commits."""
+    db = f"sqlite:///{tmp_path / 'gen.db'}"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    api = spawn(["examples/async_http_api/generic_router.py", "--client-only", "--db", db,
+                 "--port", str(port)], env={"DURABLE_API_KEY": "k"})
+    w = spawn(["-m", "durable_core", "worker", "generic_router", "--db", db], cwd=EXAMPLES)
+    try:
+        await anyio.to_thread.run_sync(wait_for_http, f"{base}/openapi.json", api)
+        async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+            r = await http.post("/api/jobs", json={"name": "two", "steps": 3, "seconds_per_step": 0.2})
+            assert r.status_code == 202
+            url = r.headers["location"]
+            progress = []
+            with anyio.fail_after(60):
+                while True:
+                    s = (await http.get(url + "?wait=30")).json()
+                    if s["customStatus"]:
+                        progress.append(s["customStatus"]["percentComplete"])
+                    if s["status"] != "Running" and s["status"] != "NotStarted":
+                        break
+            assert s["status"] == "Succeeded" and s["result"] == {"job": "two", "chunks": 3}
+            assert progress == sorted(progress) and progress[-1] == 100
+    finally:
+        stop(w)
+        out = stop(api)
+    assert "API only" in out

@@ -9,6 +9,11 @@ output, and the management routes (terminate, suspend, resume, raise event, rest
 need the API key::
 
     python generic_router.py --db sqlite:///durable.db --port 8001
+
+or as two processes sharing the store (an API-only process and a worker)::
+
+    python -m durable_core worker generic_router --db sqlite:///durable.db
+    python generic_router.py --client-only --db sqlite:///durable.db --port 8001
 """
 
 from __future__ import annotations
@@ -23,7 +28,13 @@ from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
 import durable_core as dc
-from durable_core.fastapi import APIKeyAuth, BodySizeLimitMiddleware, OperationsAPI, runtime_lifespan
+from durable_core.fastapi import (
+    APIKeyAuth,
+    BodySizeLimitMiddleware,
+    OperationsAPI,
+    client_lifespan,
+    runtime_lifespan,
+)
 
 
 class JobRequest(BaseModel):
@@ -87,18 +98,25 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--db", default="sqlite:///durable.db")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument(
+        "--client-only",
+        action="store_true",
+        help="serve the API only; a separate worker (python -m durable_core worker generic_router) runs the jobs",
+    )
     args = parser.parse_args(argv)
     key = api_key_from_env()
     base = f"http://{args.host}:{args.port}"
+    where = "API only: run a worker on the same store" if args.client_only else "worker in this process"
     print(
-        f"generic router on {base} (store {args.db})\n"
+        f"generic router on {base} (store {args.db}, {where})\n"
         f"  API key for management routes: {key}\n"
         f"  curl -i -X POST {base}/api/jobs -H 'Content-Type: application/json' "
         f"-d '{{\"name\": \"report\", \"steps\": 5, \"seconds_per_step\": 1}}'\n"
         f"  curl -i '{base}/operations/instances/<id>?wait=30'",
         flush=True,
     )
-    uvicorn.run(create_app(runtime_lifespan(args.db), key), host=args.host, port=args.port, log_level="warning")
+    lifespan = client_lifespan(args.db) if args.client_only else runtime_lifespan(args.db)
+    uvicorn.run(create_app(lifespan, key), host=args.host, port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":
