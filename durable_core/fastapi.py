@@ -446,6 +446,14 @@ class APIKeyAuth:
             raise ValueError("APIKeyAuth needs at least one non-empty key")
         self._keys = [k.encode() for k in ks]
         self.header = header
+        #: how the OpenAPI document describes this auth (OperationsAPI.install adds it)
+        self.openapi_security: dict[str, Any] = {
+            "schemes": {
+                "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": header},
+                "BearerKey": {"type": "http", "scheme": "bearer"},
+            },
+            "requirement": [{"ApiKeyHeader": []}, {"BearerKey": []}],
+        }
 
     async def __call__(self, request: Request) -> None:
         got = request.headers.get(self.header)
@@ -771,14 +779,30 @@ class OperationsAPI:
         else:
             self._mgmt_dep = _management_disabled
         self.router = APIRouter(dependencies=list(dependencies or ()), tags=tags or ["operations"])
+        security = getattr(management_auth, "openapi_security", None)
+        self._security: Optional[dict[str, Any]] = security if isinstance(security, dict) else None
         self._add_routes()
 
     # -- wiring ------------------------------------------------------------------------------
 
     def install(self, app: FastAPI) -> FastAPI:
-        """Include the router in ``app`` and install the problem-document error handlers."""
+        """Include the router in ``app`` and install the problem-document error handlers
+        (and the management auth's security schemes in the OpenAPI document)."""
         app.include_router(self.router)
         install_problem_handlers(app)
+        if self._security and self._security.get("schemes"):
+            schemes = self._security["schemes"]
+            original = app.openapi
+
+            def openapi() -> dict[str, Any]:
+                if app.openapi_schema:
+                    return app.openapi_schema
+                schema = original()
+                comps = schema.setdefault("components", {})
+                comps.setdefault("securitySchemes", {}).update(schemes)
+                return schema
+
+            app.openapi = openapi  # type: ignore[method-assign]
         return app
 
     def client_for(self, request: Request) -> Any:
@@ -1305,6 +1329,11 @@ class OperationsAPI:
                 return e.to_response(request.url.path)
 
         mgmt_resp = _MGMT_RESPONSES
+        sec: dict[str, Any] = (
+            {"security": self._security["requirement"]}
+            if self._security and self._security.get("requirement")
+            else {}
+        )
         r.add_api_route(
             f"{p}/instances/{{instance_id}}/raiseEvent/{{event_name}}",
             raise_event,
@@ -1314,7 +1343,7 @@ class OperationsAPI:
             name=f"{n}.raise_event",
             summary="Raise an external event (JSON body = event data)",
             responses=mgmt_resp,
-            openapi_extra=start_extra,
+            openapi_extra={**start_extra, **sec},
             response_class=Response,
         )
         for action in ("terminate", "suspend", "resume"):
@@ -1327,6 +1356,7 @@ class OperationsAPI:
                 name=f"{n}.{action}",
                 summary=f"{action.capitalize()} an operation",
                 responses=mgmt_resp,
+                openapi_extra=sec or None,
                 response_class=Response,
             )
         r.add_api_route(
@@ -1338,6 +1368,7 @@ class OperationsAPI:
             name=f"{n}.restart",
             summary="Restart a finished operation with its original input",
             responses=mgmt_resp,
+            openapi_extra=sec or None,
             response_class=Response,
         )
         r.add_api_route(
@@ -1348,6 +1379,7 @@ class OperationsAPI:
             name=f"{n}.purge",
             summary="Purge a finished operation's history",
             responses=mgmt_resp,
+            openapi_extra=sec or None,
             response_class=Response,
         )
 

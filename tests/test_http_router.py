@@ -551,3 +551,17 @@ async def test_registry_decides_what_starts(backend: str, tmp_path: Any) -> None
         n = await count_instances(http)
         assert_problem(await http.post(f"{P}/orchestrators/fail", json=3), 404)
         assert await count_instances(http) == n
+
+
+def test_openapi_documents_the_management_key(tmp_path: Any) -> None:
+    app, _ = make_app("fake", tmp_path)
+    doc = app.openapi()
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["ApiKeyHeader"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    paths = doc["paths"]
+    assert paths[f"{P}/instances/{{instance_id}}/terminate"]["post"]["security"]
+    assert paths[f"{P}/instances/{{instance_id}}"]["delete"]["security"]
+    assert "security" not in paths[f"{P}/instances/{{instance_id}}"]["get"]
+    assert "security" not in paths[f"{P}/orchestrators/{{name}}"]["post"]
+    bare, _ = make_app("fake", tmp_path, management_auth=None)
+    assert "securitySchemes" not in bare.openapi().get("components", {})
