@@ -1086,7 +1086,22 @@ class OperationsAPI:
         if state is None:
             raise _not_found(instance_id)
         if wait and state.runtime_status not in _TERMINAL:
-            new = await self._wait_for_change(client, state, min(float(wait), self.max_wait))
+            waiter = asyncio.ensure_future(
+                self._wait_for_change(client, state, min(float(wait), self.max_wait))
+            )
+            gone = asyncio.ensure_future(_client_gone(request))
+            try:
+                await asyncio.wait((waiter, gone), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                pending = [t for t in (waiter, gone) if not t.done()]
+                for t in pending:
+                    t.cancel()
+                # let the cancelled wait unregister from the store's notifier before answering
+                await asyncio.gather(*pending, return_exceptions=True)
+            if not waiter.done() or waiter.cancelled():
+                # the client hung up: stop waiting (nobody reads this answer)
+                return Response(b"", status_code=499)
+            new = waiter.result()
             if new is not None:
                 state = new
             else:
@@ -1444,6 +1459,14 @@ _NAME_PATH: Any = PathParam(
 _EVENT_PATH: Any = PathParam(
     ..., description="event name", json_schema_extra={"pattern": r"^[A-Za-z0-9_.:\-]{1,128}$"}
 )
+
+
+async def _client_gone(request: Request) -> None:
+    """Return when the client disconnects (a GET's receive channel only says that)."""
+    while True:
+        msg = await request.receive()
+        if msg["type"] == "http.disconnect":
+            return
 
 
 def _state_key(st: OrchestrationState) -> tuple[Any, ...]:

@@ -565,3 +565,39 @@ def test_openapi_documents_the_management_key(tmp_path: Any) -> None:
     assert "security" not in paths[f"{P}/orchestrators/{{name}}"]["post"]
     bare, _ = make_app("fake", tmp_path, management_auth=None)
     assert "securitySchemes" not in bare.openapi().get("components", {})
+
+
+async def test_long_poll_stops_when_the_client_hangs_up(http: httpx.AsyncClient) -> None:
+    r = await http.post(f"{P}/orchestrators/wait_event")
+    iid = r.json()["id"]
+    client = durable(http)
+    await client.wait_for_orchestration_start(iid, timeout=30)
+    app = http.app  # type: ignore[attr-defined]
+    sent: list[dict] = []
+    calls = 0
+
+    async def receive() -> dict:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.sleep(0.2)  # then the client goes away
+        return {"type": "http.disconnect"}
+
+    async def send(msg: dict) -> None:
+        sent.append(msg)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+        "scheme": "http", "path": f"{P}/instances/{iid}", "raw_path": f"{P}/instances/{iid}".encode(),
+        "root_path": "", "query_string": b"wait=60", "headers": [(b"host", b"testserver")],
+        "client": ("127.0.0.1", 1), "server": ("testserver", 80), "state": {},
+    }
+    with anyio.fail_after(30):  # asked to wait 60 s: returns because the client left
+        await app(scope, receive, send)
+    waiters = getattr(client.backend.notifier, "waiters", None) or getattr(
+        client.backend.notifier, "_waiters", {}
+    )
+    assert not any(waiters.values())
+    assert (await http.get(f"{P}/instances/{iid}")).json()["status"] == "Running"
+    await client.terminate_orchestration(iid)
