@@ -13,9 +13,9 @@ Quick use::
     from durable_core.fastapi import OperationsAPI, APIKeyAuth, runtime_lifespan
 
     api = OperationsAPI(orchestrators=[my_flow], management_auth=APIKeyAuth("s3cret"))
+    api.bind("/api/reports", my_flow)     # a custom path that starts ``my_flow``
     app = FastAPI(lifespan=runtime_lifespan("sqlite:///durable.db"))
     api.install(app)                      # routes + RFC 9457 problem responses
-    api.bind("/api/reports", my_flow)     # a custom path that starts ``my_flow``
 
 Routes (``prefix`` defaults to ``/operations``):
 
@@ -31,7 +31,9 @@ Routes (``prefix`` defaults to ``/operations``):
 The status document speaks two vocabularies at once: ``status`` is the long-running-operation
 one (``NotStarted``, ``Running``, ``Succeeded``, ``Failed``, ``Canceled``) and ``runtimeStatus``
 the Durable Functions one (``Pending``, ``Running``, ``Completed``, ...), so clients written for
-either keep working. Bad input (malformed JSON, a wrong content type, an oversized body, an
+either keep working. ``?wait=N`` answers as soon as the operation changes (status, progress in
+the custom status, or its end): commits in the same process wake it at once, commits by another
+process are seen by re-reading with back-off; a client that hangs up ends the wait. Bad input (malformed JSON, a wrong content type, an oversized body, an
 invalid id) gets a 4xx ``application/problem+json`` answer (RFC 9457) and writes nothing.
 """
 
