@@ -1270,7 +1270,13 @@ ctx_handle(CtxObject *self, PyObject *ev, int k)
         if (need_fields(ev, 2) < 0) {
             return -1;
         }
-        long long ts = PyLong_AsLongLong(PyTuple_GET_ITEM(ev, 1));
+        PyObject *o = PyTuple_GET_ITEM(ev, 1);
+        int overflow = 0;
+        long long ts = PyLong_Check(o) ? PyLong_AsLongLongAndOverflow(o, &overflow) : -1;
+        if (!PyLong_Check(o) || overflow != 0) {
+            PyErr_Format(PyExc_TypeError, "OrchestratorStarted.timestamp must be a 64-bit int");
+            return -1;
+        }
         if (ts == -1 && PyErr_Occurred()) {
             return -1;
         }
