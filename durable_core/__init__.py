@@ -27,6 +27,9 @@ _EXPORTS: dict[str, str] = {
     "OrchestrationAlreadyExistsError": "errors",
     "OrchestrationFailedError": "errors",
     "PayloadError": "errors",
+    "EventTimeoutError": "errors",
+    "TaskCancelledError": "errors",
+    "OrchestratorNotFoundError": "errors",
     # data
     "FailureDetails": "history",
     "OrchestrationStatus": "status",
@@ -61,6 +64,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .engine import OrchestrationExecutor
     from .errors import (
         DurableError,
+        EventTimeoutError,
+        OrchestratorNotFoundError,
+        TaskCancelledError,
         HistoryCorruptError,
         NonDeterminismError,
         OrchestrationAlreadyExistsError,

@@ -13,7 +13,7 @@ import datetime as _dt
 import enum
 import json
 import uuid
-from typing import Any, Optional, Protocol, runtime_checkable
+from typing import Any, Callable, Optional, Protocol, runtime_checkable
 
 from .errors import PayloadError
 
@@ -78,6 +78,15 @@ class JsonDataConverter:
             return self._decoder.decode(bytes(data).decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
             raise PayloadError(f"payload is not valid JSON: {exc}") from exc
+
+    def json_scanner(self) -> Callable[[str, int], tuple[Any, int]]:
+        """The decoder's scanner: ``scan(text, 0) -> (value, end)`` (raises StopIteration).
+
+        For the replay engine, which decodes many small payloads: a value is accepted when
+        ``end == len(text)``; anything else goes through :meth:`deserialize`, which stays the
+        reference (same values, and the errors).
+        """
+        return self._decoder.scan_once  # type: ignore[no-any-return, attr-defined]
 
 
 _DEFAULT = JsonDataConverter()

@@ -16,6 +16,9 @@ __all__ = [
     "OrchestrationAlreadyExistsError",
     "OrchestrationFailedError",
     "PayloadError",
+    "EventTimeoutError",
+    "TaskCancelledError",
+    "OrchestratorNotFoundError",
 ]
 
 
@@ -85,3 +88,25 @@ class OrchestrationFailedError(DurableError):
 
 class PayloadError(DurableError, TypeError):
     """A value could not be serialized (or deserialized) by the data converter."""
+
+
+class EventTimeoutError(DurableError, TimeoutError):
+    """``wait_for_external_event(name, timeout=...)``: the timeout passed before the event came.
+
+    ``name`` is the event name that was awaited.
+    """
+
+    def __init__(self, message: str, name: str | None = None) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+class TaskCancelledError(DurableError):
+    """The awaited task (a timer or an event wait) was cancelled with ``task.cancel()``."""
+
+
+class OrchestratorNotFoundError(DurableError, LookupError):
+    """No orchestrator is registered under the name an instance was started with.
+
+    The instance fails with error type ``"OrchestratorNotFoundError"``; the worker keeps running.
+    """

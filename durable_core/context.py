@@ -1,0 +1,533 @@
+"""The contexts user code receives: :class:`OrchestrationContext` and :class:`ActivityContext`.
+
+Orchestrator code must be deterministic: replaying it against its history must make the same
+calls in the same order. So it reads time only from ``ctx.current_utc_datetime``, makes ids only
+with ``ctx.new_uuid()``, uses no randomness, and does I/O only inside activities.
+
+Layout: the replay engine core (C, or the pure-Python twin in ``_engine_py``) implements the hot
+path -- walking history, the task table, resuming the code, ``call_activity`` -- and calls back
+into the policy methods below (``_on_*``) for everything that is not per-event work: starting
+the orchestrator, external events, retries, timeouts, termination, failures. The context object
+user code gets is an instance of a class deriving from both the core and
+:class:`OrchestrationContext`.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+import types
+import uuid
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+
+from .errors import (
+    EventTimeoutError,
+    NonDeterminismError,
+    OrchestratorNotFoundError,
+    TaskCancelledError,
+    TaskFailedError,
+)
+from .history import FailureDetails, from_datetime, to_datetime
+from .registry import name_of
+from .status import OrchestrationStatus
+from .task import (
+    CompleteOrchestration,
+    CreateSubOrchestration,
+    CreateTimer,
+    RetryPolicy,
+    ScheduleTask,
+    SendEvent,
+    Task,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .registry import Registry
+
+__all__ = ["OrchestrationContext", "ActivityContext", "ReplaySafeLogger"]
+
+# Task kinds and action kinds shared with the engine cores (C and twin): never renumber.
+K_ACTIVITY, K_TIMER, K_SUBORCH, K_EVENT, K_ALL, K_ANY, K_DONE = range(7)
+A_TASK, A_TIMER, A_SUBORCH, A_SEND = range(4)
+_ACTION_WORDS = {
+    A_TASK: "scheduled activity",
+    A_TIMER: "created a timer",
+    A_SUBORCH: "started sub-orchestration",
+    A_SEND: "sent event",
+}
+# Timer roles (stored in a timer task's ``_extra``): user timer, retry back-off, event timeout.
+T_USER, T_RETRY, T_TIMEOUT = None, "retry", "timeout"
+
+_UUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_OID, "9e952958-5e33-4daf-827f-2fa12937b875")
+_LOG = logging.getLogger("durable_core.orchestration")
+
+
+class ReplaySafeLogger:
+    """A logger that writes only while the orchestrator is not replaying.
+
+    Replays re-run the code from the start; logging through ``ctx.logger`` keeps each message
+    to one occurrence (when the step first ran). Methods mirror :class:`logging.Logger`.
+    """
+
+    __slots__ = ("_ctx", "_logger")
+
+    def __init__(self, ctx: "OrchestrationContext", logger: logging.Logger = _LOG) -> None:
+        self._ctx = ctx
+        self._logger = logger
+
+    def _ok(self) -> bool:
+        return not self._ctx.is_replaying
+
+    def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
+        """Log ``msg`` at ``level`` unless replaying."""
+        if self._ok():
+            kwargs.setdefault("stacklevel", 2)
+            self._logger.log(level, msg, *args, **kwargs)
+
+    def debug(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        """Log at DEBUG unless replaying."""
+        if self._ok():
+            kwargs.setdefault("stacklevel", 2)
+            self._logger.debug(msg, *args, **kwargs)
+
+    def info(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        """Log at INFO unless replaying."""
+        if self._ok():
+            kwargs.setdefault("stacklevel", 2)
+            self._logger.info(msg, *args, **kwargs)
+
+    def warning(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        """Log at WARNING unless replaying."""
+        if self._ok():
+            kwargs.setdefault("stacklevel", 2)
+            self._logger.warning(msg, *args, **kwargs)
+
+    def error(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        """Log at ERROR unless replaying."""
+        if self._ok():
+            kwargs.setdefault("stacklevel", 2)
+            self._logger.error(msg, *args, **kwargs)
+
+    def exception(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        """Log at ERROR with the current exception unless replaying."""
+        if self._ok():
+            kwargs.setdefault("stacklevel", 2)
+            self._logger.exception(msg, *args, **kwargs)
+
+    def critical(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        """Log at CRITICAL unless replaying."""
+        if self._ok():
+            kwargs.setdefault("stacklevel", 2)
+            self._logger.critical(msg, *args, **kwargs)
+
+
+def failure_details_of(exc: BaseException) -> FailureDetails:
+    """FailureDetails for an exception: its type name, message and formatted stack trace."""
+    if isinstance(exc, TaskFailedError) and exc.details is not None:
+        inner: Optional[FailureDetails] = exc.details
+    else:
+        inner = None
+    cause = exc.__cause__
+    if inner is None and cause is not None and cause is not exc:
+        inner = FailureDetails(type(cause).__name__, str(cause))
+    return FailureDetails(
+        error_type=type(exc).__name__,
+        message=str(exc),
+        stack_trace="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        inner_failure=inner,
+    )
+
+
+class _RetryState:
+    """Bookkeeping of a task with a retry policy: what to reschedule, attempts so far."""
+
+    __slots__ = ("policy", "kind", "name", "input", "instance_id", "attempts", "first_us")
+
+    def __init__(self, policy: RetryPolicy, kind: int, name: str, input: Optional[bytes],
+                 instance_id: Optional[str], first_us: int) -> None:
+        self.policy = policy
+        self.kind = kind
+        self.name = name
+        self.input = input
+        self.instance_id = instance_id
+        self.attempts = 1
+        self.first_us = first_us
+
+
+class OrchestrationContext:
+    """What an orchestrator function receives: its identity, the clock, and the durable calls.
+
+    Every ``call_*``/``create_timer``/``wait_for_external_event`` returns a :class:`Task` to
+    ``yield`` (generator orchestrators) or ``await`` (``async def`` orchestrators). Each call
+    takes the next sequence number; replays must make the same calls in the same order.
+
+    Attributes provided by the engine: ``instance_id``, ``parent_instance_id`` (None for a
+    top-level instance), ``is_replaying`` (True while old history is being re-applied).
+    """
+
+    __slots__ = ()
+
+    # -- provided by the engine core (declared for type checkers) ---------------------------
+    if TYPE_CHECKING:  # pragma: no cover
+        instance_id: str
+        parent_instance_id: Optional[str]
+        is_replaying: bool
+        _now_us: int
+        _completion: Optional[CompleteOrchestration]
+        _converter: Any
+
+        def call_activity(self, activity: Union[str, Callable[..., Any]], *,
+                          input: Any = None, retry_policy: Optional[RetryPolicy] = None) -> Task: ...
+        def _next_seq(self) -> int: ...
+        def _add_action(self, kind: int, action: Any, task: Optional[Task]) -> None: ...
+        def _unregister(self, seq: int) -> None: ...
+        def _new_task(self, kind: int) -> Any: ...
+
+    # -- public API ---------------------------------------------------------------------------
+    @property
+    def current_utc_datetime(self) -> datetime:
+        """The orchestration's current time (UTC, aware): the start of the current episode.
+
+        Deterministic: during replay it is the time the replayed step originally ran.
+        """
+        return to_datetime(self._now_us)
+
+    @property
+    def logger(self) -> ReplaySafeLogger:
+        """A logger that is silent while replaying (each message appears once)."""
+        lg = self.__dict__.get("_logger")
+        if lg is None:
+            lg = self.__dict__["_logger"] = ReplaySafeLogger(self)
+        return lg
+
+    def create_timer(self, fire_at: Union[datetime, timedelta]) -> Task:
+        """A durable timer firing at ``fire_at`` (aware or naive-UTC datetime) or after a delay."""
+        return self._create_timer_us(self._fire_at_us(fire_at), T_USER, None)
+
+    def call_sub_orchestrator(
+        self,
+        orchestrator: Union[str, Callable[..., Any]],
+        *,
+        input: Any = None,
+        instance_id: Optional[str] = None,
+        retry_policy: Optional[RetryPolicy] = None,
+    ) -> Task:
+        """Start a child orchestration; the task's result is the child's output.
+
+        The child id defaults to ``f"{this_instance_id}:{sequence_number:04x}"``. If the child
+        fails, the task fails with :class:`~durable_core.TaskFailedError`.
+        """
+        if instance_id is not None and not isinstance(instance_id, str):
+            raise TypeError("instance_id must be a string")
+        if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
+            raise TypeError("retry_policy must be a RetryPolicy")
+        name = name_of(orchestrator)
+        payload = self._converter.serialize(input)
+        task = self._new_task(K_SUBORCH)
+        seq = self._next_seq()
+        if instance_id is None:
+            instance_id = f"{self.instance_id}:{seq:04x}"
+        if retry_policy is not None:
+            task._extra = _RetryState(retry_policy, K_SUBORCH, name, payload, instance_id,
+                                      self._now_us)
+        self._add_action(A_SUBORCH, CreateSubOrchestration(seq, name, instance_id, payload), task)
+        return task
+
+    def wait_for_external_event(self, name: str, *, timeout: Optional[timedelta] = None) -> Task:
+        """A task completed by the next external event called ``name`` (case-insensitive).
+
+        Events that arrived before the wait are buffered in arrival order and consumed one per
+        wait. With ``timeout`` a durable timer is created; if it fires first the task fails with
+        :class:`~durable_core.errors.EventTimeoutError`. The task can be cancelled.
+        """
+        if not isinstance(name, str):
+            raise TypeError("event name must be a string")
+        if timeout is not None and not isinstance(timeout, timedelta):
+            raise TypeError("timeout must be a timedelta")
+        key = name.casefold()
+        task = self._new_task(K_EVENT)
+        task._extra = key
+        received = self._received_events()
+        queue = received.get(key)
+        if queue:
+            ev = queue.pop(0)[1]
+            if not queue:
+                del received[key]
+            task._complete_raw(ev.input)
+            return task
+        self._event_waiters().setdefault(key, []).append(task)
+        if timeout is not None:
+            fire_at = self._now_us + _td_us(timeout)
+            task._link = self._create_timer_us(fire_at, T_TIMEOUT, task)
+        return task
+
+    def send_event(self, instance_id: str, event_name: str, *, data: Any = None) -> None:
+        """Send external event ``event_name`` with ``data`` to another instance (fire and forget)."""
+        if not isinstance(instance_id, str) or not isinstance(event_name, str):
+            raise TypeError("instance_id and event_name must be strings")
+        payload = self._converter.serialize(data)
+        seq = self._next_seq()
+        self._add_action(A_SEND, SendEvent(seq, instance_id, event_name, payload), None)
+
+    def continue_as_new(self, new_input: Any = None, *, save_events: bool = False) -> None:
+        """Restart this instance with a fresh history and ``new_input`` once the code returns.
+
+        With ``save_events=True`` external events that arrived but were not consumed are handed
+        to the new execution. Code after this call should return; further tasks are ignored.
+        """
+        if self._completion is not None:
+            return
+        payload = self._converter.serialize(new_input)
+        self.__dict__["_save_events"] = bool(save_events)
+        self._finish(OrchestrationStatus.CONTINUED_AS_NEW, payload, None)
+
+    def set_custom_status(self, value: Any) -> None:
+        """Publish a JSON-able status value for clients (``OrchestrationState.custom_status``)."""
+        self.__dict__["_custom_status"] = self._converter.serialize(value)
+
+    def new_uuid(self) -> str:
+        """A deterministic UUID (the same on every replay): uuid5 of instance, time and counter."""
+        n = self.__dict__.get("_uuid_counter", 0)
+        self.__dict__["_uuid_counter"] = n + 1
+        stamp = self.current_utc_datetime.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return str(uuid.uuid5(_UUID_NAMESPACE, f"{self.instance_id}_{stamp}_{n}"))
+
+    # -- internals ------------------------------------------------------------------------------
+    def _fire_at_us(self, fire_at: Union[datetime, timedelta]) -> int:
+        if isinstance(fire_at, timedelta):
+            return self._now_us + _td_us(fire_at)
+        if isinstance(fire_at, datetime):
+            return from_datetime(fire_at)
+        raise TypeError("fire_at must be a datetime or a timedelta")
+
+    def _create_timer_us(self, fire_at: int, role: Any, link: Any) -> Any:
+        task = self._new_task(K_TIMER)
+        task._extra = role
+        task._link = link
+        seq = self._next_seq()
+        self._add_action(A_TIMER, CreateTimer(seq, int(fire_at)), task)
+        return task
+
+    def _received_events(self) -> dict[str, list[tuple[int, Any]]]:
+        d = self.__dict__.get("_received")
+        if d is None:
+            d = self.__dict__["_received"] = {}
+        return d
+
+    def _event_waiters(self) -> dict[str, list[Any]]:
+        d = self.__dict__.get("_waiters")
+        if d is None:
+            d = self.__dict__["_waiters"] = {}
+        return d
+
+    def _call_activity_retry(self, name: str, input: Any, retry_policy: RetryPolicy) -> Task:
+        if not isinstance(retry_policy, RetryPolicy):
+            raise TypeError("retry_policy must be a RetryPolicy")
+        payload = self._converter.serialize(input)
+        task = self._new_task(K_ACTIVITY)
+        task._extra = _RetryState(retry_policy, K_ACTIVITY, name, payload, None, self._now_us)
+        seq = self._next_seq()
+        self._add_action(A_TASK, ScheduleTask(seq, name, payload), task)
+        return task
+
+    def _finish(self, status: OrchestrationStatus, result: Optional[bytes],
+                failure: Optional[FailureDetails]) -> None:
+        """Complete the instance (first call wins); the completion takes the next sequence id."""
+        if self._completion is not None:
+            return
+        self._completion = CompleteOrchestration(  # type: ignore[misc]  # engine attribute
+            self._next_seq(), status, result, failure, ())
+
+    # -- callbacks from the engine core ---------------------------------------------------------
+    def _on_execution_started(self, ev: Any) -> Any:
+        """Start the orchestrator; return the generator/coroutine to drive, or None when done."""
+        self.parent_instance_id = ev.parent_instance_id  # type: ignore[misc]
+        self.__dict__["_name"] = ev.name
+        registry: Registry = self.__dict__["_registry"]
+        fn = registry.get_orchestrator(ev.name)
+        if fn is None:
+            exc = OrchestratorNotFoundError(f"no orchestrator named {ev.name!r} is registered")
+            self._finish(OrchestrationStatus.FAILED, None,
+                         FailureDetails("OrchestratorNotFoundError", str(exc)))
+            return None
+        try:
+            if registry.orchestrator_takes_input(ev.name):
+                out = fn(self, self._converter.deserialize(ev.input))
+            else:
+                out = fn(self)
+        except Exception as exc:  # noqa: BLE001 - user code: any error fails the instance
+            self._on_error(exc)
+            return None
+        if isinstance(out, (types.GeneratorType, types.CoroutineType)):
+            return out
+        self._on_return(out)
+        return None
+
+    def _on_return(self, value: Any) -> None:
+        """The orchestrator returned ``value``."""
+        if self._completion is not None:
+            return
+        try:
+            payload = self._converter.serialize(value)
+        except Exception as exc:  # noqa: BLE001
+            self._on_error(exc)
+            return
+        self._finish(OrchestrationStatus.COMPLETED, payload, None)
+
+    def _on_error(self, exc: BaseException) -> None:
+        """The orchestrator raised ``exc`` (or the engine found a fault): fail the instance."""
+        self._finish(OrchestrationStatus.FAILED, None, failure_details_of(exc))
+
+    def _on_nondeterminism(self, ev: Any, code_kind: int, code_name: Optional[str]) -> None:
+        """History recorded ``ev`` but the code did something else at that sequence number."""
+        seq = ev.event_id
+        what = type(ev).__name__
+        name = getattr(ev, "name", None)
+        history_side = f"{what} {name!r}" if name is not None else what
+        if code_kind < 0:
+            code_side = "made no call with this sequence number"
+        else:
+            code_side = _ACTION_WORDS.get(code_kind, "did something else")
+            if code_name is not None:
+                code_side += f" {code_name!r}"
+        msg = (f"non-deterministic orchestration {self.instance_id!r}: at sequence number "
+               f"{seq} the history has {history_side} but the code {code_side}")
+        self._on_error(NonDeterminismError(msg, instance_id=self.instance_id,
+                                           sequence_number=seq, expected=history_side,
+                                           actual=code_side))
+
+    def _on_task_failed(self, task: Any, ev: Any) -> None:
+        """An activity/sub-orchestration failed: retry per its policy or fail the task."""
+        details = ev.failure_details or FailureDetails("Exception", "unknown failure")
+        state = task._extra
+        if isinstance(state, _RetryState) and not details.is_non_retriable:
+            delay = state.policy.next_delay_us(state.attempts, state.first_us, self._now_us)
+            if delay is not None:
+                self._create_timer_us(self._now_us + delay, T_RETRY, task)
+                return
+        what = "activity" if task._kind == K_ACTIVITY else "sub-orchestration"
+        name = state.name if isinstance(state, _RetryState) else None
+        label = f"{what} {name!r}" if name else what
+        task._fail(TaskFailedError(
+            f"{label} (task {ev.task_scheduled_id}) failed: {details.error_type}: "
+            f"{details.message}", details))
+
+    def _on_timer_link(self, timer: Any, ev: Any) -> None:
+        """A timer with a role fired: a retry back-off ended or an event wait timed out."""
+        target = timer._link
+        if timer._extra == T_RETRY:
+            state: _RetryState = target._extra
+            state.attempts += 1
+            seq = self._next_seq()
+            if state.kind == K_ACTIVITY:
+                action: Any = ScheduleTask(seq, state.name, state.input)
+                self._add_action(A_TASK, action, target)
+            else:
+                action = CreateSubOrchestration(seq, state.name, state.instance_id or "",
+                                                state.input)
+                self._add_action(A_SUBORCH, action, target)
+        elif timer._extra == T_TIMEOUT:
+            if target.is_complete:
+                return
+            self._drop_waiter(target)
+            target._fail(EventTimeoutError(
+                f"timed out waiting for external event {target._extra!r}", target._extra))
+
+    def _drop_waiter(self, task: Any) -> None:
+        waiters = self._event_waiters()
+        lst = waiters.get(task._extra)
+        if lst is not None:
+            try:
+                lst.remove(task)
+            except ValueError:
+                pass
+            if not lst:
+                del waiters[task._extra]
+
+    def _on_event_raised(self, ev: Any) -> None:
+        """An external event arrived: complete the oldest waiter for its name, or buffer it."""
+        if not self.is_replaying:
+            _LOG.debug("%s: event %r received", self.instance_id, ev.name)
+        key = ev.name.casefold() if isinstance(ev.name, str) else ev.name
+        waiters = self._event_waiters()
+        lst = waiters.get(key)
+        if lst:
+            task = lst.pop(0)
+            if not lst:
+                del waiters[key]
+            timer = task._link
+            if timer is not None and not timer.is_complete:
+                self._unregister(timer._seq)
+                timer._link = None
+            task._complete_raw(ev.input)
+            return
+        n = self.__dict__.get("_arrivals", 0)
+        self.__dict__["_arrivals"] = n + 1
+        self._received_events().setdefault(key, []).append((n, ev))
+
+    def _on_cancel(self, task: Any) -> None:
+        """``task.cancel()`` on a pending timer or event wait."""
+        if task._kind == K_EVENT:
+            self._drop_waiter(task)
+            timer = task._link
+            if timer is not None and not timer.is_complete:
+                self._unregister(timer._seq)
+        else:
+            self._unregister(task._seq)
+        task._fail(TaskCancelledError(
+            "the event wait was cancelled" if task._kind == K_EVENT else "the timer was cancelled"))
+
+    def _on_terminated(self, ev: Any) -> None:
+        """A client terminated the instance; ``ev.input`` is the serialized reason."""
+        self._finish(OrchestrationStatus.TERMINATED, ev.input, None)
+
+    def _adopt(self, obj: Any) -> Any:
+        """A yielded object that is not this engine's task: accept a finished foreign task."""
+        if isinstance(obj, Task):
+            t = self._new_task(K_DONE)
+            if not obj.is_complete:
+                raise TypeError("the orchestrator yielded a task of another orchestration")
+            if obj.is_failed:
+                t._fail(obj.get_exception())
+            else:
+                t._complete(obj.get_result())
+            return t
+        raise TypeError(
+            f"the orchestrator yielded {type(obj).__name__!s} {obj!r:.80}; orchestrators must "
+            "yield (or await) tasks from the context (call_activity, create_timer, "
+            "wait_for_external_event, call_sub_orchestrator, when_all, when_any)")
+
+    def _carryover(self, rest: Any) -> tuple[Any, ...]:
+        """EventRaised events for a continue-as-new with ``save_events``: unconsumed, in order."""
+        if not self.__dict__.get("_save_events"):
+            return ()
+        buffered = sorted(
+            (item for q in self._received_events().values() for item in q), key=lambda x: x[0])
+        out = [ev for _, ev in buffered]
+        out.extend(ev for ev in rest if type(ev).__name__ == "EventRaised")
+        return tuple(out)
+
+
+def _td_us(td: timedelta) -> int:
+    return (td.days * 86_400 + td.seconds) * 1_000_000 + td.microseconds
+
+
+class ActivityContext:
+    """What an activity function receives: which orchestration called it and as which task."""
+
+    __slots__ = ("orchestration_id", "task_id", "name")
+
+    def __init__(self, orchestration_id: str, task_id: int, name: str) -> None:
+        self.orchestration_id = orchestration_id
+        self.task_id = task_id
+        self.name = name
+
+    @property
+    def instance_id(self) -> str:
+        """Alias of ``orchestration_id``."""
+        return self.orchestration_id
+
+    def __repr__(self) -> str:
+        return (f"ActivityContext(orchestration_id={self.orchestration_id!r}, "
+                f"task_id={self.task_id!r}, name={self.name!r})")
+
