@@ -69,14 +69,15 @@ typedef struct {
     Py_ssize_t count;
     PyObject *extra;    /* policy data (retry state, event name, timer role) */
     PyObject *link;     /* policy data (timeout timer, retried task) */
-    PyObject *ctx;      /* owning context (for decoding and cancel) */
+    PyObject *ctx;      /* owning context (timers, event waits, policy-made tasks: for cancel) */
+    PyObject *decoder;  /* (scanner or None, deserialize): decodes the raw payload */
 } TaskObject;
 
 typedef struct {
     PyObject *task;   /* pending task waiting for a completion with this id */
     PyObject *action; /* pending action (NULL: build ScheduleTask from name/input) */
     PyObject *name;   /* name to match (activities, sub-orchestrations) */
-    PyObject *input;  /* call_activity while replaying: the input object, not serialized */
+    PyObject *input;  /* action == NULL: the serialized input of a call_activity */
     int kind;         /* A_NONE when no action is pending */
 } Slot;
 
@@ -89,6 +90,7 @@ struct CtxObject {
     PyObject *serialize;
     PyObject *deserialize;
     PyObject *scanner; /* JSON scanner or NULL */
+    PyObject *decoder; /* (scanner or None, deserialize), shared by this context's tasks */
     PyObject *suspended_events;
     PyObject *completion; /* NULL or the CompleteOrchestration action */
     PyObject *gen;
@@ -107,7 +109,7 @@ struct CtxObject {
 #define TASK(o) ((TaskObject *)(o))
 
 /* ------------------------------------------------------------------------------------------ */
-/* helpers                                                                                     */
+/* utilities                                                                                   */
 /* ------------------------------------------------------------------------------------------ */
 
 static PyObject *
@@ -184,8 +186,21 @@ as_seq(PyObject *o, int *ok)
 /* Task                                                                                        */
 /* ------------------------------------------------------------------------------------------ */
 
+/* Tasks start untracked by the cycle collector when they hold no container that could lead
+ * back to them (activity tasks from call_activity: decoder tuple, raw bytes, scalar results);
+ * they are tracked as soon as they get one (a parent, policy data, an exception, a container
+ * result). Fan-outs keep thousands of tasks alive: tracking them all made GC a fifth of the
+ * replay time. */
+static inline void
+task_track(TaskObject *t)
+{
+    if (!PyObject_GC_IsTracked((PyObject *)t)) {
+        PyObject_GC_Track(t);
+    }
+}
+
 static TaskObject *
-task_new_internal(dc_replay_state *st, int kind, PyObject *ctx)
+task_new_internal(dc_replay_state *st, int kind, PyObject *ctx, PyObject *decoder, int track)
 {
     TaskObject *t = PyObject_GC_New(TaskObject, st->task_type);
     if (t == NULL) {
@@ -203,7 +218,10 @@ task_new_internal(dc_replay_state *st, int kind, PyObject *ctx)
     t->extra = NULL;
     t->link = NULL;
     t->ctx = Py_XNewRef(ctx);
-    PyObject_GC_Track(t);
+    t->decoder = Py_XNewRef(decoder);
+    if (track || ctx != NULL) {
+        PyObject_GC_Track(t);
+    }
     return t;
 }
 
@@ -218,6 +236,7 @@ task_traverse(TaskObject *t, visitproc visit, void *arg)
     Py_VISIT(t->extra);
     Py_VISIT(t->link);
     Py_VISIT(t->ctx);
+    Py_VISIT(t->decoder);
     return 0;
 }
 
@@ -231,6 +250,7 @@ task_clear(TaskObject *t)
     Py_CLEAR(t->extra);
     Py_CLEAR(t->link);
     Py_CLEAR(t->ctx);
+    Py_CLEAR(t->decoder);
     return 0;
 }
 
@@ -253,6 +273,9 @@ task_set_done(TaskObject *t, PyObject *value, PyObject *raw)
         return 0;
     }
     t->state = S_DONE;
+    if (value != NULL && PyObject_IS_GC(value)) {
+        task_track(t);
+    }
     Py_XSETREF(t->value, Py_XNewRef(value));
     if (raw != NULL && raw != Py_None) {
         Py_XSETREF(t->raw, Py_NewRef(raw));
@@ -267,6 +290,7 @@ task_set_failed(TaskObject *t, PyObject *exc)
         return 0;
     }
     t->state = S_FAILED;
+    task_track(t); /* a traceback reaches frames, which may reach the task */
     Py_XSETREF(t->value, Py_NewRef(exc));
     return t->parents != NULL ? task_notify(t) : 0;
 }
@@ -317,6 +341,7 @@ task_notify(TaskObject *t)
 static int
 task_add_parent(TaskObject *t, PyObject *parent)
 {
+    task_track(t);
     if (t->parents == NULL) {
         t->parents = Py_NewRef(parent);
         return 0;
@@ -391,11 +416,78 @@ json_scalar(const char *p, Py_ssize_t n)
     return PyLong_FromLongLong(neg ? -v : v);
 }
 
-/* Payload bytes -> value: the JSON scanner when there is one, else converter.deserialize. */
+/* The inverse for the default JSON converter: None (no payload), true/false, ints that fit in
+ * 64 bits, strings needing no escapes -- the exact bytes JsonDataConverter.serialize makes
+ * (compact, ensure_ascii=False). NULL without an exception for anything else. */
 static PyObject *
-ctx_decode(CtxObject *ctx, PyObject *raw)
+json_scalar_encode(PyObject *v)
 {
-    if (ctx->scanner != NULL && PyBytes_CheckExact(raw)) {
+    if (v == Py_None) {
+        return Py_NewRef(Py_None);
+    }
+    if (v == Py_True) {
+        return PyBytes_FromStringAndSize("true", 4);
+    }
+    if (v == Py_False) {
+        return PyBytes_FromStringAndSize("false", 5);
+    }
+    if (PyLong_CheckExact(v)) {
+        int overflow = 0;
+        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (overflow != 0 || (x == -1 && PyErr_Occurred())) {
+            PyErr_Clear();
+            return NULL;
+        }
+        char buf[24];
+        char *end = buf + sizeof buf, *p = end;
+        unsigned long long u = x < 0 ? 0ULL - (unsigned long long)x : (unsigned long long)x;
+        do {
+            *--p = (char)('0' + (int)(u % 10));
+            u /= 10;
+        } while (u != 0);
+        if (x < 0) {
+            *--p = '-';
+        }
+        return PyBytes_FromStringAndSize(p, end - p);
+    }
+    if (PyUnicode_CheckExact(v)) {
+        Py_ssize_t len = PyUnicode_GET_LENGTH(v);
+        int kind = PyUnicode_KIND(v);
+        const void *data = PyUnicode_DATA(v);
+        for (Py_ssize_t i = 0; i < len; i++) {
+            Py_UCS4 c = PyUnicode_READ(kind, data, i);
+            if (c < 0x20 || c == '"' || c == '\\') {
+                return NULL;
+            }
+        }
+        Py_ssize_t n;
+        const char *utf8 = PyUnicode_AsUTF8AndSize(v, &n);
+        if (utf8 == NULL) { /* lone surrogates: the converter reports it */
+            PyErr_Clear();
+            return NULL;
+        }
+        PyObject *b = PyBytes_FromStringAndSize(NULL, n + 2);
+        if (b == NULL) {
+            PyErr_Clear();
+            return NULL;
+        }
+        char *p = PyBytes_AS_STRING(b);
+        p[0] = '"';
+        memcpy(p + 1, utf8, (size_t)n);
+        p[n + 1] = '"';
+        return b;
+    }
+    return NULL;
+}
+
+/* Payload bytes -> value: the JSON scanner when there is one, else converter.deserialize.
+ * decoder is the context's (scanner or None, deserialize) tuple. */
+static PyObject *
+ctx_decode(PyObject *decoder, PyObject *raw)
+{
+    PyObject *scanner = PyTuple_GET_ITEM(decoder, 0);
+    PyObject *deserialize = PyTuple_GET_ITEM(decoder, 1);
+    if (scanner != Py_None && PyBytes_CheckExact(raw)) {
         Py_ssize_t n = PyBytes_GET_SIZE(raw);
         PyObject *quick = json_scalar(PyBytes_AS_STRING(raw), n);
         if (quick != NULL) {
@@ -408,7 +500,7 @@ ctx_decode(CtxObject *ctx, PyObject *raw)
             PyObject *r = NULL;
             if (zero != NULL) {
                 args[1] = zero;
-                r = PyObject_Vectorcall(ctx->scanner, args, 2, NULL);
+                r = PyObject_Vectorcall(scanner, args, 2, NULL);
                 Py_DECREF(zero);
             }
             if (r != NULL && PyTuple_CheckExact(r) && PyTuple_GET_SIZE(r) == 2 &&
@@ -425,7 +517,7 @@ ctx_decode(CtxObject *ctx, PyObject *raw)
         PyErr_Clear(); /* anything unusual: the converter decides (and names the error) */
     }
     PyObject *args[1] = {raw};
-    return PyObject_Vectorcall(ctx->deserialize, args, 1, NULL);
+    return PyObject_Vectorcall(deserialize, args, 1, NULL);
 }
 
 /* The result of a completed task (new reference); raises for failed/pending tasks. */
@@ -434,13 +526,16 @@ task_result(TaskObject *t)
 {
     if (t->state == S_DONE) {
         if (t->raw != NULL) {
-            if (t->ctx == NULL) { /* tasks are made by a context (never from Python) */
+            if (t->decoder == NULL) { /* tasks are made by a context (never from Python) */
                 PyErr_SetString(PyExc_RuntimeError, "task has no context to decode its result");
                 return NULL;
             }
-            PyObject *v = ctx_decode((CtxObject *)t->ctx, t->raw);
+            PyObject *v = ctx_decode(t->decoder, t->raw);
             if (v == NULL) {
                 return NULL;
+            }
+            if (PyObject_IS_GC(v)) {
+                task_track(t); /* the cached result may come to hold the task */
             }
             Py_CLEAR(t->raw);
             Py_XSETREF(t->value, v);
@@ -599,6 +694,9 @@ task_set_seq(TaskObject *t, PyObject *v, void *Py_UNUSED(c))
     }                                                                                         \
     static int task_set_##field(TaskObject *t, PyObject *v, void *Py_UNUSED(c))               \
     {                                                                                         \
+        if (v != NULL && v != Py_None) {                                                      \
+            task_track(t);                                                                    \
+        }                                                                                     \
         Py_XSETREF(t->field, (v == NULL || v == Py_None) ? NULL : Py_NewRef(v));              \
         return 0;                                                                             \
     }
@@ -677,8 +775,7 @@ composite(PyObject *module, PyObject *tasks, int kind)
             return NULL;
         }
     }
-    PyObject *ctx = n > 0 ? TASK(PyTuple_GET_ITEM(seq, 0))->ctx : NULL;
-    TaskObject *parent = task_new_internal(st, kind, ctx);
+    TaskObject *parent = task_new_internal(st, kind, NULL, NULL, 1);
     if (parent == NULL) {
         Py_DECREF(seq);
         return NULL;
@@ -874,7 +971,8 @@ ctx_init(CtxObject *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->serialize, ser);
     Py_XSETREF(self->deserialize, de);
     Py_XSETREF(self->scanner, scanner == Py_None ? NULL : Py_NewRef(scanner));
-    return 0;
+    Py_XSETREF(self->decoder, PyTuple_Pack(2, scanner, de));
+    return self->decoder == NULL ? -1 : 0;
 }
 
 static int
@@ -887,6 +985,7 @@ ctx_traverse(CtxObject *self, visitproc visit, void *arg)
     Py_VISIT(self->serialize);
     Py_VISIT(self->deserialize);
     Py_VISIT(self->scanner);
+    Py_VISIT(self->decoder);
     Py_VISIT(self->suspended_events);
     Py_VISIT(self->completion);
     Py_VISIT(self->gen);
@@ -909,6 +1008,7 @@ ctx_clear(CtxObject *self)
     Py_CLEAR(self->serialize);
     Py_CLEAR(self->deserialize);
     Py_CLEAR(self->scanner);
+    Py_CLEAR(self->decoder);
     Py_CLEAR(self->suspended_events);
     Py_CLEAR(self->completion);
     Py_CLEAR(self->gen);
@@ -1170,7 +1270,13 @@ ctx_handle(CtxObject *self, PyObject *ev, int k)
         if (need_fields(ev, 2) < 0) {
             return -1;
         }
-        long long ts = PyLong_AsLongLong(PyTuple_GET_ITEM(ev, 1));
+        PyObject *o = PyTuple_GET_ITEM(ev, 1);
+        int overflow = 0;
+        long long ts = PyLong_Check(o) ? PyLong_AsLongLongAndOverflow(o, &overflow) : -1;
+        if (!PyLong_Check(o) || overflow != 0) {
+            PyErr_Format(PyExc_TypeError, "OrchestratorStarted.timestamp must be a 64-bit int");
+            return -1;
+        }
         if (ts == -1 && PyErr_Occurred()) {
             return -1;
         }
@@ -1298,12 +1404,20 @@ static int
 ctx_dispatch(CtxObject *self, PyObject *ev)
 {
     int k = event_kind(self->st, ev);
-    if (self->suspended && k != E_EXECUTION_RESUMED && k != E_EXECUTION_TERMINATED) {
-        if (k == 0) {
-            PyErr_Format(PyExc_TypeError, "not a history event: %.100s", Py_TYPE(ev)->tp_name);
-            return -1;
+    if (self->suspended) {
+        /* inputs that would run the code wait for the resume (see _SUSPENDABLE in the twin) */
+        switch (k) {
+        case E_EXECUTION_STARTED:
+        case E_TASK_COMPLETED:
+        case E_TASK_FAILED:
+        case E_SUBORCH_COMPLETED:
+        case E_SUBORCH_FAILED:
+        case E_TIMER_FIRED:
+        case E_EVENT_RAISED:
+            return PyList_Append(self->suspended_events, ev);
+        default:
+            break;
         }
-        return PyList_Append(self->suspended_events, ev);
     }
     return ctx_handle(self, ev, k);
 }
@@ -1373,7 +1487,11 @@ ctx_new_task(CtxObject *self, PyObject *arg)
         PyErr_SetString(PyExc_ValueError, "bad task kind");
         return NULL;
     }
-    return (PyObject *)task_new_internal(self->st, (int)kind, (PyObject *)self);
+    if (self->decoder == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "ContextCore.__init__ was not called");
+        return NULL;
+    }
+    return (PyObject *)task_new_internal(self->st, (int)kind, (PyObject *)self, self->decoder, 1);
 }
 
 static PyObject *
@@ -1450,28 +1568,19 @@ ctx_take_actions(CtxObject *self, PyObject *Py_UNUSED(ignored))
             continue;
         }
         PyObject *action = Py_XNewRef(s->action);
-        if (action == NULL) { /* call_activity while replaying: serialize now */
-            PyObject *a1[1] = {s->input != NULL ? s->input : Py_None};
-            PyObject *payload = PyObject_Vectorcall(self->serialize, a1, 1, NULL);
-            if (payload == NULL) {
-                Py_DECREF(out);
-                return NULL;
-            }
+        if (action == NULL) { /* from call_activity: build the ScheduleTask now */
             PyObject *id = PyLong_FromLongLong(seq);
-            if (id == NULL) {
-                Py_DECREF(payload);
-                Py_DECREF(out);
-                return NULL;
+            if (id != NULL) {
+                PyObject *a3[3] = {id, s->name != NULL ? s->name : Py_None,
+                                   s->input != NULL ? s->input : Py_None};
+                action = PyObject_Vectorcall(self->st->schedule_task, a3, 3, NULL);
+                Py_DECREF(id);
             }
-            PyObject *a3[3] = {id, s->name, payload};
-            action = PyObject_Vectorcall(self->st->schedule_task, a3, 3, NULL);
-            Py_DECREF(id);
-            Py_DECREF(payload);
             if (action == NULL) {
                 Py_DECREF(out);
                 return NULL;
             }
-            s = ctx_peek(self, seq); /* re-read: the converter ran Python code */
+            s = ctx_peek(self, seq); /* re-read: constructing the tuple ran Python code */
         }
         int rc = PyList_Append(out, action);
         Py_DECREF(action);
@@ -1542,51 +1651,46 @@ ctx_call_activity(CtxObject *self, PyObject *const *args, Py_ssize_t nargs, PyOb
         Py_DECREF(name);
         return r;
     }
-    PyObject *action = NULL;
-    long long seq = self->seq;
-    if (!self->replaying) {
+    /* Serialized now, replaying or not: a payload error must reach the code the same way on
+     * every replay. The action tuple is built only if it turns out to be new (_take_actions). */
+    if (self->decoder == NULL || self->serialize == NULL) {
+        Py_DECREF(name);
+        PyErr_SetString(PyExc_RuntimeError, "ContextCore.__init__ was not called");
+        return NULL;
+    }
+    PyObject *payload = self->scanner != NULL ? json_scalar_encode(input) : NULL;
+    if (payload == NULL) {
         PyObject *a1[1] = {input};
-        PyObject *payload = PyObject_Vectorcall(self->serialize, a1, 1, NULL);
+        payload = PyObject_Vectorcall(self->serialize, a1, 1, NULL);
         if (payload == NULL) {
             Py_DECREF(name);
             return NULL;
         }
-        seq = self->seq; /* re-read after Python code */
-        PyObject *id = PyLong_FromLongLong(seq);
-        if (id == NULL) {
-            Py_DECREF(payload);
-            Py_DECREF(name);
-            return NULL;
-        }
-        PyObject *a3[3] = {id, name, payload};
-        action = PyObject_Vectorcall(st->schedule_task, a3, 3, NULL);
-        Py_DECREF(id);
-        Py_DECREF(payload);
-        if (action == NULL) {
-            Py_DECREF(name);
-            return NULL;
-        }
     }
+    if (self->decoder == NULL) { /* the converter ran Python code: check again */
+        Py_DECREF(payload);
+        Py_DECREF(name);
+        PyErr_SetString(PyExc_RuntimeError, "the context was cleared");
+        return NULL;
+    }
+    long long seq = self->seq; /* read after the converter ran */
     Slot *s = ctx_slot(self, seq);
     if (s == NULL) {
-        Py_XDECREF(action);
+        Py_DECREF(payload);
         Py_DECREF(name);
         return NULL;
     }
-    TaskObject *t = task_new_internal(st, K_ACTIVITY, (PyObject *)self);
+    TaskObject *t = task_new_internal(st, K_ACTIVITY, NULL, self->decoder, 0);
     if (t == NULL) {
-        Py_XDECREF(action);
+        Py_DECREF(payload);
         Py_DECREF(name);
         return NULL;
     }
     t->seq = seq;
     slot_clear_action(s);
     s->kind = A_TASK;
-    s->name = name; /* owns */
-    s->action = action;
-    if (action == NULL) {
-        s->input = Py_NewRef(input);
-    }
+    s->name = name;     /* owns */
+    s->input = payload; /* owns */
     Py_XSETREF(s->task, Py_NewRef((PyObject *)t));
     if (seq < self->min_action) {
         self->min_action = seq;

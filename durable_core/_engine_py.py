@@ -8,19 +8,18 @@ Same interface and behaviour as the C core; :mod:`durable_core.engine` picks one
   the pending action with the same sequence number (type and name must agree);
 - route ``TaskCompleted``/``TaskFailed``/``SubOrchestration*``/``TimerFired`` to the pending
   task by its scheduled id and resume the code (``send``, or ``throw`` for a failure);
-- buffer events while suspended;
+- while suspended, hold back the inputs (completions, timers, external events) until resumed;
 - ``call_activity``, the hottest user call.
 
 Everything else (starting the orchestrator, events, retries, timeouts, failures) is policy in
 :class:`durable_core.context.OrchestrationContext`, which the core calls back (``_on_*``).
 
 Payloads are deserialized only when code receives them (a task keeps the raw bytes until then).
-While replaying, ``call_activity`` keeps the input object and serializes it only if its action
-turns out to be new (deterministic code always finds it recorded in history).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, Optional, Sequence
 
 from . import history as h
@@ -40,9 +39,15 @@ from .context import (
 from .registry import name_of
 from .task import ScheduleTask
 
-__all__ = ["Task", "when_all", "when_any", "ContextCore"]
+__all__ = ["Task", "when_all", "when_any", "ContextCore", "_replay_register"]
 
 _PENDING, _DONE, _FAILED = 0, 1, 2
+# JSON scalars the engine handles without the converter (same rules as csrc/replay.c)
+_JSON_INT = re.compile(rb"-?(?:0|[1-9][0-9]{0,17})")
+_JSON_PLAIN_STR = re.compile(rb'"[^"\\\x00-\x1f]*"')
+_JSON_CONSTANTS: dict[bytes, Any] = {b"true": True, b"false": False, b"null": None}
+_JSON_ESCAPES = re.compile(r'[\x00-\x1f"\\]')
+_I64 = 2**63
 _NO_RAW = object()
 
 
@@ -79,7 +84,7 @@ class Task(_task.Task):
         if state == _DONE:
             if self._raw is not _NO_RAW:
                 raw = self._raw
-                self._value = self._ctx._converter.deserialize(raw)
+                self._value = self._ctx._decode(raw)
                 self._raw = _NO_RAW
             elif self._kind == K_ALL and self._value is None:
                 self._value = [c.get_result() for c in self._children]  # type: ignore[union-attr]
@@ -195,6 +200,10 @@ def when_any(tasks: Sequence[Any]) -> Task:
     return _composite(K_ANY, tasks)
 
 
+def _replay_register(event_classes: Any, schedule_task: type) -> None:
+    """Nothing to register in Python (the C core takes the classes it builds and checks)."""
+
+
 class ContextCore:
     """The per-instance replay state: clock, sequence numbers, pending actions and tasks.
 
@@ -210,14 +219,59 @@ class ContextCore:
         self.is_replaying = False
         self._now_us = 0
         self._is_suspended = False
+        self._running = False
         self._suspended: list[Any] = []
         self._completion: Any = None
         self._converter = converter
+        self._scanner = scanner
         self._gen: Any = None
         self._awaiting: Any = None
         self._seq = 0
         self._tasks: dict[int, Task] = {}
-        self._actions: dict[int, tuple[int, str, Any, Any]] = {}  # seq -> (kind, name, action, input)
+        # seq -> (action kind, name to match or None, action, unused)
+        self._actions: dict[int, tuple[int, Optional[str], Any, Any]] = {}
+
+    # -- payloads -------------------------------------------------------------------------------
+    def _decode(self, raw: bytes) -> Any:
+        """Payload -> value. With the default JSON converter (a scanner was given) scalars are
+        decoded directly and other JSON through the scanner, as in C; the converter decides
+        everything else (and names the errors)."""
+        scan = self._scanner
+        if scan is not None and type(raw) is bytes:
+            if _JSON_INT.fullmatch(raw):
+                return int(raw)
+            if _JSON_PLAIN_STR.fullmatch(raw):
+                try:
+                    return raw[1:-1].decode("utf-8")
+                except UnicodeDecodeError:
+                    pass
+            elif raw in _JSON_CONSTANTS:
+                return _JSON_CONSTANTS[raw]
+            try:
+                text = raw.decode("utf-8")
+                value, end = scan(text, 0)
+                if end == len(text):
+                    return value
+            except Exception:  # noqa: BLE001 - the converter decides and names the error
+                pass
+        return self._converter.deserialize(raw)
+
+    def _encode(self, value: Any) -> Optional[bytes]:
+        """Value -> payload; JSON scalars directly with the default converter (as in C)."""
+        if self._scanner is not None:
+            if value is None:
+                return None
+            t = type(value)
+            if t is int and -_I64 <= value < _I64:
+                return str(value).encode()
+            if t is bool:
+                return b"true" if value else b"false"
+            if t is str and not _JSON_ESCAPES.search(value):
+                try:
+                    return b'"' + value.encode("utf-8") + b'"'
+                except UnicodeEncodeError:
+                    pass
+        return self._converter.serialize(value)  # type: ignore[no-any-return]
 
     # -- primitives for the policy ----------------------------------------------------------
     def _next_seq(self) -> int:
@@ -242,10 +296,7 @@ class ContextCore:
     def _take_actions(self) -> list[Any]:
         out = []
         for seq in sorted(self._actions):
-            kind, name, action, obj = self._actions[seq]
-            if action is None:  # call_activity while replaying: serialize now
-                action = ScheduleTask(seq, name, self._converter.serialize(obj))
-            out.append(action)
+            out.append(self._actions[seq][2])
         self._actions.clear()
         return out
 
@@ -258,11 +309,10 @@ class ContextCore:
         name = activity if type(activity) is str else name_of(activity)
         if retry_policy is not None:
             return self._call_activity_retry(name, input, retry_policy)  # type: ignore[attr-defined, no-any-return]
+        # serialized now, replaying or not: a payload error reaches the code on every replay
+        payload = self._encode(input)
         seq = self._seq
-        if self.is_replaying:
-            rec = (A_TASK, name, None, input)
-        else:
-            rec = (A_TASK, name, ScheduleTask(seq, name, self._converter.serialize(input)), None)
+        rec = (A_TASK, name, ScheduleTask(seq, name, payload), None)
         self._seq = seq + 1
         task = Task(K_ACTIVITY, self)
         task._seq = seq
@@ -273,18 +323,24 @@ class ContextCore:
     # -- the event loop ---------------------------------------------------------------------
     def _run(self, events: Sequence[Any], replaying: bool) -> int:
         """Apply ``events``; stop once the instance completes. Returns how many were used."""
+        if self._running:
+            raise RuntimeError("the orchestration is already running")
         self.is_replaying = bool(replaying)
+        self._running = True
         n = 0
-        for ev in events:
-            if self._completion is not None:
-                break
-            n += 1
-            self._dispatch(ev)
+        try:
+            for ev in events:
+                if self._completion is not None:
+                    break
+                n += 1
+                self._dispatch(ev)
+        finally:
+            self._running = False
         return n
 
     def _dispatch(self, ev: Any) -> None:
         cls = type(ev)
-        if self._is_suspended and cls is not h.ExecutionResumed and cls is not h.ExecutionTerminated:
+        if self._is_suspended and cls in _SUSPENDABLE:
             self._suspended.append(ev)
             return
         handler = _HANDLERS.get(cls)
@@ -433,6 +489,15 @@ _HANDLERS: dict[type, Callable[[ContextCore, Any], None]] = {
     h.ExecutionResumed: ContextCore._h_resumed,
     h.ExecutionTerminated: ContextCore._h_terminated,
 }
+
+# While suspended, inputs that would run the code wait for the resume, in arrival order.
+# Everything else applies at once: the clock, suspend/resume/terminate, and the events that
+# record the code's own actions (they must meet their pending actions, or a replay that crosses
+# a suspension would see them as missing).
+_SUSPENDABLE = frozenset({
+    h.ExecutionStarted, h.TaskCompleted, h.TaskFailed, h.SubOrchestrationInstanceCompleted,
+    h.SubOrchestrationInstanceFailed, h.TimerFired, h.EventRaised,
+})
 
 _STEP_CODE = ContextCore._step.__code__
 _ = K_DONE  # kinds used by the policy

@@ -217,14 +217,16 @@ class OrchestrationContext:
         The child id defaults to ``f"{this_instance_id}:{sequence_number:04x}"``. If the child
         fails, the task fails with :class:`~durable_core.TaskFailedError`.
         """
+        if instance_id is not None and not isinstance(instance_id, str):
+            raise TypeError("instance_id must be a string")
+        if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
+            raise TypeError("retry_policy must be a RetryPolicy")
         name = name_of(orchestrator)
         payload = self._converter.serialize(input)
         task = self._new_task(K_SUBORCH)
         seq = self._next_seq()
         if instance_id is None:
             instance_id = f"{self.instance_id}:{seq:04x}"
-        elif not isinstance(instance_id, str):
-            raise TypeError("instance_id must be a string")
         if retry_policy is not None:
             task._extra = _RetryState(retry_policy, K_SUBORCH, name, payload, instance_id,
                                       self._now_us)
@@ -240,6 +242,8 @@ class OrchestrationContext:
         """
         if not isinstance(name, str):
             raise TypeError("event name must be a string")
+        if timeout is not None and not isinstance(timeout, timedelta):
+            raise TypeError("timeout must be a timedelta")
         key = name.casefold()
         task = self._new_task(K_EVENT)
         task._extra = key
@@ -253,8 +257,6 @@ class OrchestrationContext:
             return task
         self._event_waiters().setdefault(key, []).append(task)
         if timeout is not None:
-            if not isinstance(timeout, timedelta):
-                raise TypeError("timeout must be a timedelta")
             fire_at = self._now_us + _td_us(timeout)
             task._link = self._create_timer_us(fire_at, T_TIMEOUT, task)
         return task
@@ -290,7 +292,7 @@ class OrchestrationContext:
         stamp = self.current_utc_datetime.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         return str(uuid.uuid5(_UUID_NAMESPACE, f"{self.instance_id}_{stamp}_{n}"))
 
-    # -- helpers --------------------------------------------------------------------------------
+    # -- internals ------------------------------------------------------------------------------
     def _fire_at_us(self, fire_at: Union[datetime, timedelta]) -> int:
         if isinstance(fire_at, timedelta):
             return self._now_us + _td_us(fire_at)
@@ -333,12 +335,13 @@ class OrchestrationContext:
         """Complete the instance (first call wins); the completion takes the next sequence id."""
         if self._completion is not None:
             return
-        self._completion = CompleteOrchestration(self._next_seq(), status, result, failure, ())
+        self._completion = CompleteOrchestration(  # type: ignore[misc]  # engine attribute
+            self._next_seq(), status, result, failure, ())
 
     # -- callbacks from the engine core ---------------------------------------------------------
     def _on_execution_started(self, ev: Any) -> Any:
         """Start the orchestrator; return the generator/coroutine to drive, or None when done."""
-        self.parent_instance_id = ev.parent_instance_id
+        self.parent_instance_id = ev.parent_instance_id  # type: ignore[misc]
         self.__dict__["_name"] = ev.name
         registry: Registry = self.__dict__["_registry"]
         fn = registry.get_orchestrator(ev.name)
@@ -420,7 +423,8 @@ class OrchestrationContext:
                 action: Any = ScheduleTask(seq, state.name, state.input)
                 self._add_action(A_TASK, action, target)
             else:
-                action = CreateSubOrchestration(seq, state.name, state.instance_id, state.input)
+                action = CreateSubOrchestration(seq, state.name, state.instance_id or "",
+                                                state.input)
                 self._add_action(A_SUBORCH, action, target)
         elif timer._extra == T_TIMEOUT:
             if target.is_complete:

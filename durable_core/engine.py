@@ -9,6 +9,10 @@ A :class:`StickySession` keeps the instance's code suspended between episodes: t
 applies only its new events (no replay) and gives exactly what a full replay would. The runtime
 caches sessions by instance id.
 
+While an instance is suspended (``ExecutionSuspended``), the inputs that would run its code --
+activity and sub-orchestration outcomes, timer firings, external events -- are held back in
+arrival order and applied at ``ExecutionResumed``; ``ExecutionTerminated`` applies at once.
+
 The per-event work runs in C (``csrc/replay.c``) or in the pure-Python twin
 (``_engine_py``); :mod:`durable_core._impl` picks one. Deviation from the Durable Task SDK: a
 retried activity or sub-orchestration gets a new sequence number for each attempt (after the
@@ -54,20 +58,20 @@ ContextCore = _impl.pick("ContextCore", "durable_core._engine_py")
 
 
 def _register_c_engine() -> None:
-    """Hand the C engine (when built) its classes; make its tasks awaitable and ``Task``s."""
-    try:
-        from . import _core  # type: ignore[attr-defined]
-    except ImportError:
-        return
-    if not hasattr(_core, "_replay_register"):
-        return
+    """Hand the C engine (when built) its classes; make its tasks awaitable and ``Task``s.
+
+    Done for the C variant even when the twin is selected, so tests can run both.
+    """
     from . import _engine_py
     from .task import Task
 
-    _core._replay_register(h.EVENT_CLASSES, ScheduleTask)
-    # ``await task`` yields the task itself to the engine and returns what the engine sends
-    _core.Task.__await__ = _engine_py.Task.__await__
-    Task.register(_core.Task)
+    for register in _impl.implementations("_replay_register", "durable_core._engine_py").values():
+        register(h.EVENT_CLASSES, ScheduleTask)
+    c_task = _impl.implementations("Task", "durable_core._engine_py").get("c")
+    if c_task is not None:
+        # ``await task`` yields the task itself to the engine and returns what it sends back
+        c_task.__await__ = _engine_py.Task.__await__
+        Task.register(c_task)
 
 
 _register_c_engine()

@@ -14,6 +14,7 @@ either.
 from __future__ import annotations
 
 import abc
+import importlib
 import math
 from dataclasses import dataclass
 from datetime import timedelta
@@ -131,6 +132,10 @@ class RetryPolicy:
     No retry is started after ``max_number_of_attempts`` attempts in all, or once
     ``retry_timeout`` has passed since the first attempt was scheduled. Failures marked
     non-retriable are never retried.
+
+    Each attempt takes a new sequence number (after its back-off timer's); the Durable Task SDK
+    reuses the first attempt's. Histories are not exchanged between the two, so nothing depends
+    on it, but replaying a retried call needs code that retries the same way.
     """
 
     first_retry_interval: timedelta
@@ -174,24 +179,23 @@ def _us(td: timedelta) -> int:
     return (td.days * 86_400 + td.seconds) * 1_000_000 + td.microseconds
 
 
+_ENGINES: dict[type, Any] = {}  # task class -> module with its when_all/when_any
+
+
 def _engine_module_of(tasks: Sequence[Any]) -> Any:
     """The engine implementation (C core or twin module) whose task class the tasks use."""
-    from . import _engine_py
+    if not _ENGINES:
+        from . import _impl
 
+        for cls in _impl.implementations("Task", "durable_core._engine_py").values():
+            _ENGINES[cls] = importlib.import_module(cls.__module__)
     if not tasks:
-        return _engine_py
-    kind = type(tasks[0])
-    for t in tasks:
-        if type(t) is not kind:
-            raise TypeError("when_all/when_any: all tasks must come from the same orchestration")
-    if kind is _engine_py.Task:
-        return _engine_py
-    from . import _impl
-
-    core = _impl.core
-    if core is not None and kind is getattr(core, "Task", None):
-        return core
-    raise TypeError(f"when_all/when_any expect tasks, got {kind.__name__}")
+        return importlib.import_module("durable_core._engine_py")
+    kind = type(tasks[0])  # the engine's when_all/when_any checks every task's type
+    mod = _ENGINES.get(kind)
+    if mod is None:
+        raise TypeError(f"when_all/when_any expect tasks, got {kind.__name__}")
+    return mod
 
 
 def when_all(tasks: Sequence[Task]) -> Task:
@@ -200,7 +204,8 @@ def when_all(tasks: Sequence[Task]) -> Task:
     Its result is the list of their results, in order. It fails as soon as one of them fails,
     with that task's error.
     """
-    tasks = list(tasks)
+    if not isinstance(tasks, (list, tuple)):
+        tasks = list(tasks)
     return _engine_module_of(tasks).when_all(tasks)  # type: ignore[no-any-return]
 
 
@@ -210,7 +215,8 @@ def when_any(tasks: Sequence[Task]) -> Task:
     Its result is that task (the first one in list order if several finished already); get its
     value with ``winner.get_result()``.
     """
-    tasks = list(tasks)
+    if not isinstance(tasks, (list, tuple)):
+        tasks = list(tasks)
     if not tasks:
         raise ValueError("when_any needs at least one task")
     return _engine_module_of(tasks).when_any(tasks)  # type: ignore[no-any-return]

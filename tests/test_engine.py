@@ -823,3 +823,197 @@ def test_nondeterminism_sub_orchestration_name(core: Any, reg: dc.Registry) -> N
     fd = res.completion.failure_details
     assert fd.error_type == "NonDeterminismError"
     assert "SubOrchestrationInstanceCreated 'kid'" in fd.message
+
+
+def test_code_cannot_reenter_the_engine(core: Any, reg: dc.Registry) -> None:
+    def orch(ctx: Any) -> Any:
+        yield ctx.call_activity("double", input=1)
+        ctx._run([], False)
+
+    reg.add_orchestrator(orch)
+    d = make(core, reg, ACTS)
+    d.start("orch")
+    d.run()
+    fd = d.completion.failure_details
+    assert (fd.error_type, fd.message) == ("RuntimeError", "the orchestration is already running")
+
+
+def test_is_replaying_while_buffered_events_apply(core: Any, reg: dc.Registry) -> None:
+    flags: list[Any] = []
+
+    def orch(ctx: Any) -> Any:
+        v = yield ctx.wait_for_external_event("x")
+        flags.append(ctx.is_replaying)
+        return v
+
+    reg.add_orchestrator(orch)
+    d = make(core, reg, check_sticky=False)
+    d.start("orch")
+    d.send([h.ExecutionSuspended(-1, d.now), h.EventRaised(-1, d.now, "x", b"5")], run=False)
+    d.send([h.ExecutionResumed(-1, d.now)])
+    assert d.output == 5 and flags == [False]
+    # a full replay of the same history applies the buffered event while replaying
+    assert type(d.history[-3]) is h.ExecutionResumed
+    d.executor.execute("inst", d.history[:-2], [h.OrchestratorStarted(-1, d.now)])
+    assert flags[-1] is True
+
+
+def test_async_orchestrator_yielding_non_task(core: Any, reg: dc.Registry) -> None:
+    class Weird:
+        def __await__(self) -> Any:
+            yield "not a task"
+
+    async def orch(ctx: Any) -> Any:
+        await Weird()
+
+    reg.add_orchestrator(orch)
+    d = make(core, reg)
+    d.start("orch")
+    fd = d.completion.failure_details
+    assert d.status == S.FAILED and fd.error_type == "TypeError" and "yielded str" in fd.message
+
+
+def test_task_api(core: Any, reg: dc.Registry) -> None:
+    seen: dict[str, Any] = {}
+
+    def orch(ctx: Any) -> Any:
+        a = ctx.call_activity("double", input=2)
+        b = ctx.call_activity("fail", input=3)
+        seen["types"] = isinstance(a, dc.Task)
+        seen["pending"] = (a.is_complete, a.is_failed, a.get_exception())
+        with pytest.raises(RuntimeError):
+            a.get_result()
+        w = yield dc.when_any([a, b])
+        seen["winner"] = w is a
+        try:
+            yield b
+        except dc.TaskFailedError:
+            pass
+        seen["b"] = (b.is_complete, b.is_failed, type(b.get_exception()).__name__)
+        with pytest.raises(dc.TaskFailedError):
+            b.get_result()
+        both_ = dc.when_all([a])
+        seen["all"] = (both_.is_complete, both_.get_result())
+        return a.get_result()
+
+    reg.add_orchestrator(orch)
+    d = make(core, reg, ACTS, check_sticky=False, batch=False)
+    d.start("orch")
+    d.run()
+    assert d.output == 4
+    assert seen == {"types": True, "pending": (False, False, None), "winner": True,
+                    "b": (True, True, "TaskFailedError"), "all": (True, [4])}
+
+
+def test_payload_error_reaches_code_on_every_replay(core: Any, reg: dc.Registry) -> None:
+    def orch(ctx: Any) -> Any:
+        try:
+            t = ctx.call_activity("double", input=object())
+        except dc.PayloadError:
+            t = ctx.call_activity("double", input=21)
+        return (yield t)
+
+    reg.add_orchestrator(orch)
+    d = make(core, reg, ACTS)
+    d.start("orch")
+    d.run()
+    assert d.status == S.COMPLETED and d.output == 42
+
+
+def test_core_without_init_refuses_politely(core: Any) -> None:
+    ctx = core.__new__(core)
+    with pytest.raises((RuntimeError, AttributeError, TypeError)):
+        ctx.call_activity("x")
+
+
+def test_core_rejects_bad_arguments(core: Any) -> None:
+    conv = dc.JsonDataConverter()
+    with pytest.raises(TypeError):
+        core(1, conv)
+    ctx = core("i", conv)
+    with pytest.raises(TypeError):
+        ctx.call_activity()
+    with pytest.raises(TypeError):
+        ctx.call_activity("a", bogus=1)
+    with pytest.raises(TypeError):
+        ctx.call_activity(42)
+    with pytest.raises(TypeError):
+        ctx._run([object()], False)
+
+
+def test_replay_across_a_suspension_matches_recorded_actions(core: Any, reg: dc.Registry) -> None:
+    """Events recording the code's actions are never held back by a suspension."""
+    def orch(ctx: Any) -> Any:
+        a = yield ctx.call_activity("double", input=1)
+        yield ctx.create_timer(timedelta(seconds=0))
+        return a
+
+    reg.add_orchestrator(orch)
+    d = make(core, reg, ACTS)  # the driver compares sticky and full replay every episode
+    d.start("orch")
+    d.send([h.ExecutionSuspended(-1, d.now)], run=False)
+    d.run()  # the activity result is held back
+    assert d.completion is None and d.results[-1].actions == []
+    d.send([h.ExecutionSuspended(-1, d.now)], run=False)  # suspending twice changes nothing
+    r = d.send([h.ExecutionResumed(-1, d.now)], run=False)
+    assert not r.is_suspended and r.actions == [CreateTimer(1, d.now - STEP)]
+    d.run()
+    assert d.output == 2
+
+
+def test_bad_arguments_reach_the_code_and_take_no_sequence_number(core: Any,
+                                                                  reg: dc.Registry) -> None:
+    def orch(ctx: Any) -> Any:
+        errors = []
+        for call in (lambda: ctx.call_sub_orchestrator("x", instance_id=5),
+                     lambda: ctx.wait_for_external_event("e", timeout=5),
+                     lambda: ctx.wait_for_external_event(5),
+                     lambda: ctx.create_timer(5),
+                     lambda: ctx.call_activity("a", retry_policy="often"),
+                     lambda: ctx.send_event(1, "x")):
+            try:
+                call()
+            except TypeError as e:
+                errors.append(str(e))
+        t = yield ctx.call_activity("double", input=len(errors))
+        return t
+
+    reg.add_orchestrator(orch)
+    d = make(core, reg, ACTS)
+    first = d.start("orch")
+    assert first.actions == [ScheduleTask(0, "double", b"6")]
+    d.run()
+    assert d.output == 12
+
+
+def test_task_in_several_composites(core: Any, reg: dc.Registry) -> None:
+    def orch(ctx: Any) -> Any:
+        a = ctx.call_activity("double", input=1)
+        b = ctx.call_activity("double", input=2)
+        timer = ctx.create_timer(timedelta(seconds=30))
+        first = dc.when_any([a, timer])
+        both_ = dc.when_all([a, b])
+        nested = dc.when_all([first, both_])
+        winner, results = yield nested
+        timer.cancel()
+        return [winner is a, results, (yield dc.when_any([a, b])) is a]
+
+    reg.add_orchestrator(orch)
+    for batch in (True, False):
+        d = make(core, reg, ACTS, batch=batch)
+        d.start("orch")
+        d.run()
+        assert d.output == [True, [2, 4], True]
+
+
+def test_late_completions_are_ignored(core: Any, reg: dc.Registry) -> None:
+    def orch(ctx: Any) -> Any:
+        return (yield ctx.wait_for_external_event("x"))
+
+    reg.add_orchestrator(orch)
+    d = make(core, reg)
+    d.start("orch")
+    r = d.send([h.TaskCompleted(-1, d.now, 7, b"1"), h.TimerFired(-1, d.now, 0, 3),
+                h.TaskFailed(-1, d.now, 9, None), h.EventRaised(-1, d.now, "x", b'"ok"'),
+                h.EventRaised(-1, d.now, "x", b'"late"')], run=False)
+    assert r.completion is not None and d.output == "ok"

@@ -9,19 +9,22 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from conftest import both
 from engine_driver import Driver
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import durable_core as dc
 from durable_core import history as h
 from durable_core.engine import OrchestrationExecutor
 
+# more examples for a deep run: DURABLE_CORE_ENGINE_EXAMPLES=5000 pytest tests/test_engine_diff.py
+EXAMPLES = int(os.environ.get("DURABLE_CORE_ENGINE_EXAMPLES", "120"))
 CORES = {p.id: p.values[0] for p in both("ContextCore", "durable_core._engine_py")}
 pytestmark = pytest.mark.skipif(CORES.get("c") is None, reason="C extension not built")
 
@@ -40,12 +43,17 @@ op = st.one_of(
     st.tuples(st.just("send"), st.integers(0, 3)),
     st.tuples(st.just("uuid"),),
     st.tuples(st.just("cancel"), st.integers(1, 60)),
+    st.tuples(st.just("can"), st.booleans()),
+    st.tuples(st.just("raise"), st.integers(0, 9)),
 )
 program = st.lists(op, max_size=10)
-events = st.lists(st.tuples(st.sampled_from(NAMES + ["b", "A"]), st.integers(0, 9)), max_size=6)
+# external events; "!suspend", "!resume" and "!terminate" stand for those control events
+events = st.lists(st.tuples(st.sampled_from(NAMES + ["b", "A", "!suspend", "!resume", "!terminate"]),
+                            st.integers(0, 9)), max_size=6)
 
 
-def interpret(ctx: Any, prog: list[Any]) -> Any:
+def interpret(ctx: Any, arg: Any) -> Any:
+    prog, gen = arg["prog"], arg["gen"]
     out: list[Any] = []
     for i, o in enumerate(prog):
         kind = o[0]
@@ -78,6 +86,12 @@ def interpret(ctx: Any, prog: list[Any]) -> Any:
                 ctx.send_event(f"other{o[1]}", "ping", data=i)
             elif kind == "uuid":
                 out.append(ctx.new_uuid())
+            elif kind == "can":
+                if gen == 0:  # once: the next execution runs the same program
+                    ctx.continue_as_new({"prog": prog, "gen": 1}, save_events=o[1])
+                    return None
+            elif kind == "raise":
+                raise LookupError(f"step {i}: {o[1]}")
             elif kind == "cancel":
                 t = ctx.create_timer(timedelta(seconds=o[1]))
                 t.cancel()
@@ -90,6 +104,22 @@ def interpret(ctx: Any, prog: list[Any]) -> Any:
     return out
 
 
+async def ainterpret(ctx: Any, arg: Any) -> Any:
+    """The same programs as an ``async def`` orchestrator (await instead of yield)."""
+    gen = interpret(ctx, arg)
+    value: Any = None
+    exc: Any = None
+    while True:
+        try:
+            t = gen.send(value) if exc is None else gen.throw(exc)
+        except StopIteration as stop:
+            return stop.value
+        try:
+            value, exc = await t, None
+        except Exception as e:  # noqa: BLE001 - handed back to the program
+            value, exc = None, e
+
+
 def child(ctx: Any, arg: Any) -> Any:
     v = yield ctx.call_activity("act", input=[arg[0], arg[1]])
     return v
@@ -98,6 +128,7 @@ def child(ctx: Any, arg: Any) -> Any:
 def make_registry() -> dc.Registry:
     reg = dc.Registry()
     reg.add_orchestrator(interpret, name="prog")
+    reg.add_orchestrator(ainterpret, name="aprog")
     reg.add_orchestrator(child)
     return reg
 
@@ -121,29 +152,44 @@ def activities() -> dict[str, Any]:
     return {"act": act, "flaky": flaky}
 
 
-def run(core: Any, prog: list[Any], evs: list[Any], batch: bool, early: int) -> Driver:
+def run(core: Any, prog: list[Any], evs: list[Any], batch: bool, early: int,
+        name: str = "prog") -> Driver:
     d = Driver(OrchestrationExecutor(make_registry(), implementation=core), activities(),
                batch=batch)
-    d.start("prog", prog)
+    d.start(name, {"prog": prog, "gen": 0})
     pending = list(evs)
+
+    def deliver(name: str, v: int) -> None:
+        if name == "!suspend":
+            d.send([h.ExecutionSuspended(-1, d.now)], run=False)
+        elif name == "!resume":
+            d.send([h.ExecutionResumed(-1, d.now)], run=False)
+        elif name == "!terminate":
+            d.send([h.ExecutionTerminated(-1, d.now, str(v).encode())], run=False)
+        else:
+            d.raise_event(name, v, run=False)
+
     for name, v in pending[:early]:  # events that arrive before anyone waits
-        d.raise_event(name, v, run=False)
+        if d.completion is None:
+            deliver(name, v)
     pending = pending[early:]
-    while True:
+    while d.completion is None:
         d.run()
         if d.completion is not None or not pending:
             break
-        name, v = pending.pop(0)
-        d.raise_event(name, v, run=False)
+        deliver(*pending.pop(0))
     return d
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(prog=program, evs=events, batch=st.booleans(), early=st.integers(0, 3))
-def test_c_and_twin_agree(prog: list[Any], evs: list[Any], batch: bool, early: int) -> None:
-    dc_ = run(CORES["c"], prog, evs, batch, early)
-    dp = run(CORES["py"], prog, evs, batch, early)
-    assert dc_.history == dp.history
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(prog=program, evs=events, batch=st.booleans(), early=st.integers(0, 3),
+       name=st.sampled_from(["prog", "aprog"]))
+def test_c_and_twin_agree(prog: list[Any], evs: list[Any], batch: bool, early: int,
+                          name: str) -> None:
+    dc_ = run(CORES["c"], prog, evs, batch, early, name)
+    dp = run(CORES["py"], prog, evs, batch, early, name)
+    event(f"status {dp.status!s}, executions {dp.executions + 1}")
+    assert dc_.history == dp.history  # stack traces included: both start in user code
     assert dc_.completion == dp.completion
     assert dc_.activity_calls == dp.activity_calls
     assert [r.actions for r in dc_.results] == [r.actions for r in dp.results]
@@ -165,7 +211,7 @@ def mutate(prog: list[Any], data: st.DataObject) -> list[Any]:
     return p
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(prog=program, evs=events, data=st.data())
 def test_changed_code_replays_alike(prog: list[Any], evs: list[Any], data: st.DataObject) -> None:
     d = run(CORES["py"], prog, evs, True, 0)
@@ -181,26 +227,26 @@ def test_changed_code_replays_alike(prog: list[Any], evs: list[Any], data: st.Da
     changed = mutate(prog, data)
     # swap the program: the ExecutionStarted input now holds the changed code
     conv = dc.JsonDataConverter()
-    old = [e._replace(input=conv.serialize(changed)) if type(e) is h.ExecutionStarted else e
-           for e in old]
-    new = [e._replace(input=conv.serialize(changed)) if type(e) is h.ExecutionStarted else e
-           for e in new]
+
+    def swap(e: Any) -> Any:
+        if type(e) is not h.ExecutionStarted:
+            return e
+        return e._replace(input=conv.serialize({"prog": changed,
+                                                "gen": conv.deserialize(e.input)["gen"]}))
+
+    old, new = [swap(e) for e in old], [swap(e) for e in new]
     results = {}
     for impl, core in CORES.items():
         ex = OrchestrationExecutor(make_registry(), implementation=core)
         r = ex.execute("inst", old, new)
-        comp = r.completion
-        if comp is not None and comp.failure_details is not None:
-            # stack traces differ in line numbers of the engines' own frames: compare the rest
-            comp = comp._replace(failure_details=comp.failure_details._replace(stack_trace=None))
-        results[impl] = (r.actions[:-1] if r.completion else r.actions, comp,
+        results[impl] = (r.actions, r.completion,
                          r.custom_status, r.is_suspended, r.session is None)
     assert results["c"] == results["py"]
 
 
 def echo(ctx: Any) -> Any:
     v = yield ctx.call_activity("x")
-    return [type(v).__name__, v]
+    return [type(v).__name__, repr(v)]
 
 
 payloads = st.one_of(
@@ -223,9 +269,57 @@ def test_payload_decoding_agrees(raw: bytes) -> None:
     old = [h.OrchestratorStarted(-1, 0), h.ExecutionStarted(-1, 0, "echo", "i"),
            h.TaskScheduled(0, 0, "x"), h.OrchestratorCompleted(-1, 0)]
     new = [h.OrchestratorStarted(-1, 1), h.TaskCompleted(-1, 1, 0, raw)]
-    out = []
+    conv = dc.JsonDataConverter()
+    try:
+        v = conv.deserialize(raw)
+        expected: Any = ("ok", type(v).__name__, repr(v))
+    except dc.PayloadError as e:
+        expected = ("PayloadError", str(e))
     for core in CORES.values():
         c = OrchestrationExecutor(reg, implementation=core).execute("i", old, new).completion
         fd = c.failure_details
-        out.append((c.status, c.result, fd and (fd.error_type, fd.message)))
-    assert out[0] == out[1]
+        if expected[0] == "ok":
+            assert fd is None and conv.deserialize(c.result) == list(expected[1:])
+        else:
+            assert fd is not None and (fd.error_type, fd.message) == expected
+
+
+def _containers(inner: Any) -> Any:
+    return st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.text(), st.floats(allow_nan=False),
+              st.sampled_from([2**63, -2**63, 2**63 - 1, -2**63 + 1, "\ud800", "a\"b", "\\", "\x7f",
+                               "é", "\u2028", "\x1f"])),
+    _containers,
+    max_leaves=5,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=json_values)
+def test_payload_encoding_agrees(value: Any) -> None:
+    """call_activity's input bytes (C fast path included) are exactly the converter's."""
+    conv = dc.JsonDataConverter()
+    try:
+        expected: Any = conv.serialize(value)
+    except dc.PayloadError as e:
+        expected = ("PayloadError", str(e))
+
+    def orch(ctx: Any) -> Any:
+        try:
+            yield ctx.call_activity("x", input=value)
+        except dc.PayloadError as e:
+            return ["PayloadError", str(e)]
+
+    reg = dc.Registry()
+    reg.add_orchestrator(orch)
+    for core in CORES.values():
+        r = OrchestrationExecutor(reg, implementation=core).execute(
+            "i", [], [h.OrchestratorStarted(-1, 0), h.ExecutionStarted(-1, 0, "orch", "i")])
+        if isinstance(expected, tuple):
+            assert r.completion is not None
+            assert conv.deserialize(r.completion.result) == list(expected)
+        else:
+            assert r.actions[0].input == expected

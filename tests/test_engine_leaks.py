@@ -103,3 +103,41 @@ def test_abandoned_sessions_are_collected(core: Any) -> None:
         assert r.session is not None  # dropped without close: generator + context cycle
 
     assert _count_growth(once) < 50
+
+
+def test_cycles_through_task_results_are_collected(core: Any) -> None:
+    """A decoded container result that comes to hold its own task is still collected."""
+    import weakref
+
+    def orch(ctx: Any, x: Any) -> Any:
+        t = ctx.call_activity("act", input=x)
+        r = yield t
+        r["self"] = t  # result -> task -> cached result: a cycle
+        f = ctx.call_activity("act", input=x)
+        try:
+            yield f
+        except dc.TaskFailedError as e:
+            e.task = f  # exception -> task -> exception
+        return 1
+
+    reg = dc.Registry()
+    reg.add_orchestrator(orch)
+    ex = OrchestrationExecutor(reg, implementation=core)
+    old = [h.OrchestratorStarted(-1, T0), h.ExecutionStarted(-1, T0, "orch", "i", b"1"),
+           h.TaskScheduled(0, T0, "act"), h.OrchestratorCompleted(-1, T0),
+           h.OrchestratorStarted(-1, T0), h.TaskCompleted(-1, T0, 0, b'{"a":1}'),
+           h.TaskScheduled(1, T0, "act"), h.OrchestratorCompleted(-1, T0)]
+    new = [h.OrchestratorStarted(-1, T0),
+           h.TaskFailed(-1, T0, 1, h.FailureDetails("ValueError", "x"))]
+
+    def once() -> None:
+        r = ex.execute("i", old, new)
+        assert r.completion is not None and r.completion.result == b"1"
+
+    assert _count_growth(once, 1000) < 50
+    ctx = ex.new_context("i")
+    ref = weakref.ref(ctx)
+    ctx._run(old, True)
+    del ctx
+    gc.collect()
+    assert ref() is None
