@@ -113,50 +113,9 @@ class _ActivityPool:
             self._q.put(None)
 
 
-class _LoopTimers:
-    """Fallback timer service on ``loop.call_at`` with the ``TimerService`` interface."""
-
-    def __init__(self) -> None:
-        self._handles: dict[int, asyncio.TimerHandle] = {}
-        self._next = 0
-
-    def start(self) -> None:
-        pass
-
-    async def aclose(self) -> None:
-        for th in self._handles.values():
-            th.cancel()
-        self._handles.clear()
-
-    def call_at(self, deadline_ms: int, callback: Callable[..., Any], *args: Any) -> int:
-        loop = asyncio.get_running_loop()
-        self._next += 1
-        handle = self._next
-        delay = max(0.0, deadline_ms / 1000.0 - time.time())
-
-        def fire() -> None:
-            self._handles.pop(handle, None)
-            callback(*args)
-
-        self._handles[handle] = loop.call_later(delay, fire)
-        return handle
-
-    def cancel(self, handle: int) -> bool:
-        th = self._handles.pop(handle, None)
-        if th is None:
-            return False
-        th.cancel()
-        return True
-
-    def __len__(self) -> int:
-        return len(self._handles)
-
-
 def _make_timer_service() -> Any:
-    try:
-        from .timer import TimerService
-    except ImportError:  # the timer wheel is not built into this tree
-        return _LoopTimers()
+    from .timer import TimerService
+
     return TimerService()
 
 
