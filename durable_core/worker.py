@@ -264,14 +264,14 @@ class Worker:
         """Serve in the calling thread until SIGINT or SIGTERM."""
 
         async def main() -> None:
-            await self.start()
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in (signal.SIGINT, signal.SIGTERM):  # before start: no unhandled window
                 try:
                     loop.add_signal_handler(sig, stop.set)
                 except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows
                     pass
+            await self.start()
             try:
                 await stop.wait()
             finally:

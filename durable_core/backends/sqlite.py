@@ -234,6 +234,7 @@ class SqliteBackend(Backend):
             c.execute("PRAGMA synchronous=NORMAL")
             c.execute("PRAGMA temp_store=MEMORY")
             c.execute("PRAGMA cache_size=-16000")
+            c.execute("PRAGMA journal_size_limit=67108864")
             if self._ckpt_thread is not None:
                 c.execute("PRAGMA wal_autocheckpoint=0")
             self._local.conn = c
