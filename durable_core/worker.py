@@ -293,7 +293,10 @@ class Worker:
         if loop is None or self._stopping:
             return
         if visible_at is not None:
-            loop.call_soon_threadsafe(self._schedule_timer, visible_at)
+            try:
+                loop.call_soon_threadsafe(self._schedule_timer, visible_at)
+            except RuntimeError:  # loop closed
+                pass
             return
         if threading.get_ident() == self._loop_thread:
             self._wake()
