@@ -815,6 +815,14 @@ class SqliteBackend(Backend):
                     c, iid, status, hlen, inbox_ids, has_term, chunks, now
                 )
                 continue
+            if not chunks:
+                # only messages for an earlier execution: consume them, no step to run
+                release.append(iid)
+                c.execute(
+                    "DELETE FROM inbox WHERE id IN (SELECT value FROM json_each(?))",
+                    (json.dumps(inbox_ids),),
+                )
+                continue
             items.append(
                 OrchestrationWorkItem(
                     iid, eid, name, OrchestrationStatus(status), hlen, fence, inbox_ids,
