@@ -946,7 +946,7 @@ class SqliteBackend(Backend):
             else:
                 new_len = it.history_length + s.history_added
                 base = it.history_length
-            if s.history_chunk is not None:
+            if s.history_chunk is not None and s.history_added:
                 hist.append((it.instance_id, base, s.history_chunk))
             upd.append(
                 (
