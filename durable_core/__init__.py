@@ -53,12 +53,16 @@ _EXPORTS: dict[str, str] = {
     "Worker": "worker",
     "Client": "client",
     "AsyncClient": "client",
+    "ReuseIdPolicy": "client",
+    "QueryResult": "client",
+    "BackendNotAvailableError": "backends",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .client import AsyncClient, Client
+    from .backends import BackendNotAvailableError
+    from .client import AsyncClient, Client, QueryResult, ReuseIdPolicy
     from .context import ActivityContext, OrchestrationContext
     from .converter import DataConverter, JsonDataConverter
     from .engine import OrchestrationExecutor
