@@ -266,6 +266,25 @@ task_dealloc(TaskObject *t)
 
 static int task_notify(TaskObject *t);
 
+/* A task just finished: tell the composites waiting on it, then drop them -- they are never
+ * needed again (composites hold their children, not the other way round) -- and stop tracking
+ * an activity task that now holds nothing that could lead back to it. */
+static int
+task_finished(TaskObject *t)
+{
+    if (t->parents == NULL) {
+        return 0;
+    }
+    int rc = task_notify(t);
+    Py_CLEAR(t->parents);
+    if (t->state == S_DONE && t->ctx == NULL && t->extra == NULL && t->link == NULL &&
+        t->children == NULL && (t->value == NULL || !PyObject_IS_GC(t->value)) &&
+        PyObject_GC_IsTracked((PyObject *)t)) {
+        PyObject_GC_UnTrack(t);
+    }
+    return rc;
+}
+
 static int
 task_set_done(TaskObject *t, PyObject *value, PyObject *raw)
 {
@@ -280,7 +299,7 @@ task_set_done(TaskObject *t, PyObject *value, PyObject *raw)
     if (raw != NULL && raw != Py_None) {
         Py_XSETREF(t->raw, Py_NewRef(raw));
     }
-    return t->parents != NULL ? task_notify(t) : 0;
+    return task_finished(t);
 }
 
 static int
@@ -292,7 +311,7 @@ task_set_failed(TaskObject *t, PyObject *exc)
     t->state = S_FAILED;
     task_track(t); /* a traceback reaches frames, which may reach the task */
     Py_XSETREF(t->value, Py_NewRef(exc));
-    return t->parents != NULL ? task_notify(t) : 0;
+    return task_finished(t);
 }
 
 static int
@@ -1270,7 +1289,13 @@ ctx_handle(CtxObject *self, PyObject *ev, int k)
         if (need_fields(ev, 2) < 0) {
             return -1;
         }
-        long long ts = PyLong_AsLongLong(PyTuple_GET_ITEM(ev, 1));
+        PyObject *o = PyTuple_GET_ITEM(ev, 1);
+        int overflow = 0;
+        long long ts = PyLong_Check(o) ? PyLong_AsLongLongAndOverflow(o, &overflow) : -1;
+        if (!PyLong_Check(o) || overflow != 0) {
+            PyErr_Format(PyExc_TypeError, "OrchestratorStarted.timestamp must be a 64-bit int");
+            return -1;
+        }
         if (ts == -1 && PyErr_Occurred()) {
             return -1;
         }

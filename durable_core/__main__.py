@@ -49,7 +49,9 @@ def load_target(spec: str) -> Any:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``python -m durable_core`` and the ``durable-core`` script."""
-    parser = argparse.ArgumentParser(prog="durable_core", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="durable_core", description="durable_core: run a worker on a store."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     w = sub.add_parser("worker", help="run a worker for the orchestrations of a module")
     w.add_argument("target", help="module or module:attr (a Registry) to import")

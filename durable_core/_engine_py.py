@@ -140,8 +140,9 @@ class Task(_task.Task):
 
     def _notify(self) -> None:
         parents = self._parents
+        self._parents = None  # never needed again: composites hold their children
         if type(parents) is list:
-            for p in list(parents):
+            for p in parents:
                 p._child_done(self)
         else:
             parents._child_done(self)

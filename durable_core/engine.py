@@ -89,7 +89,7 @@ def _context_class(core: type) -> type:
     return cls
 
 
-def _as_events(data: Events, what: str) -> list[Any]:
+def _as_events(data: Events, what: str) -> Sequence[Any]:
     if isinstance(data, (bytes, bytearray, memoryview)):
         buf = bytes(data)
         if not buf:
@@ -98,7 +98,7 @@ def _as_events(data: Events, what: str) -> list[Any]:
             return h.decode(buf)
         return h.decode_records(buf)
     if isinstance(data, (list, tuple)):
-        return list(data)
+        return data  # type: ignore[return-value]  # only read, never changed
     if isinstance(data, str):
         raise TypeError(f"{what} must be encoded bytes or a sequence of events, not str")
     try:
@@ -176,7 +176,7 @@ class StickySession:
                 pass
 
 
-def _episode(ctx: Any, instance_id: str, old: list[Any], new: list[Any],
+def _episode(ctx: Any, instance_id: str, old: Sequence[Any], new: Sequence[Any],
              base_length: int) -> ExecutionResult:
     if old:
         ctx._run(old, True)

@@ -6,6 +6,10 @@ own asyncio loop) and gives ``rt.client`` (blocking) and ``rt.async_client`` (as
 event loop instead. Either way, a commit by the worker wakes waiting clients at once, and a
 client's commit wakes the worker at once.
 
+Orchestration steps run exactly once (each is one transaction); activities are
+at-least-once: one that was running when its worker died runs again, so make activities
+safe to repeat.
+
 For a worker process and separate client processes sharing the store file, use
 ``python -m durable_core worker module:attr --db URL`` (or :class:`~durable_core.worker.Worker`)
 and :class:`~durable_core.client.Client` / :class:`~durable_core.client.AsyncClient`.

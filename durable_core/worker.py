@@ -113,50 +113,9 @@ class _ActivityPool:
             self._q.put(None)
 
 
-class _LoopTimers:
-    """Fallback timer service on ``loop.call_at`` with the ``TimerService`` interface."""
-
-    def __init__(self) -> None:
-        self._handles: dict[int, asyncio.TimerHandle] = {}
-        self._next = 0
-
-    def start(self) -> None:
-        pass
-
-    async def aclose(self) -> None:
-        for th in self._handles.values():
-            th.cancel()
-        self._handles.clear()
-
-    def call_at(self, deadline_ms: int, callback: Callable[..., Any], *args: Any) -> int:
-        loop = asyncio.get_running_loop()
-        self._next += 1
-        handle = self._next
-        delay = max(0.0, deadline_ms / 1000.0 - time.time())
-
-        def fire() -> None:
-            self._handles.pop(handle, None)
-            callback(*args)
-
-        self._handles[handle] = loop.call_later(delay, fire)
-        return handle
-
-    def cancel(self, handle: int) -> bool:
-        th = self._handles.pop(handle, None)
-        if th is None:
-            return False
-        th.cancel()
-        return True
-
-    def __len__(self) -> int:
-        return len(self._handles)
-
-
 def _make_timer_service() -> Any:
-    try:
-        from .timer import TimerService
-    except ImportError:  # the timer wheel is not built into this tree
-        return _LoopTimers()
+    from .timer import TimerService
+
     return TimerService()
 
 
@@ -305,14 +264,14 @@ class Worker:
         """Serve in the calling thread until SIGINT or SIGTERM."""
 
         async def main() -> None:
-            await self.start()
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in (signal.SIGINT, signal.SIGTERM):  # before start: no unhandled window
                 try:
                     loop.add_signal_handler(sig, stop.set)
                 except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows
                     pass
+            await self.start()
             try:
                 await stop.wait()
             finally:
@@ -334,7 +293,10 @@ class Worker:
         if loop is None or self._stopping:
             return
         if visible_at is not None:
-            loop.call_soon_threadsafe(self._schedule_timer, visible_at)
+            try:
+                loop.call_soon_threadsafe(self._schedule_timer, visible_at)
+            except RuntimeError:  # loop closed
+                pass
             return
         if threading.get_ident() == self._loop_thread:
             self._wake()

@@ -191,6 +191,17 @@ def test_execution_filter_drops_stale_messages(db):
     it = db.fetch_orchestrations("w", now=NOW + 1, limit=1)[0]
     assert [type(e).__name__ for e in h.decode_records(it.new_events)] == ["EventRaised"]
     assert len(it.inbox_ids) == 2  # both consumed
+    db.commit_steps("w", [StepCommit(it, h.encode_records([]), 0, S.RUNNING)], now=NOW)
+    # only a stale message: consumed without a step
+    with db._tx() as c:
+        c.execute(
+            "INSERT INTO inbox(instance_id, execution_id, kind, visible_at, event) "
+            "VALUES ('a','old',16,?,?)",
+            (NOW, h.encode_records([h.TimerFired(-1, NOW, NOW, 4)])),
+        )
+    assert db.fetch_orchestrations("w", now=NOW + 2, limit=1) == []
+    assert db._conn().execute("SELECT count(*) FROM inbox").fetchone()[0] == 0
+    assert db.get_instance("a").status == S.RUNNING
 
 
 def test_delayed_start_and_events_before_start(db):

@@ -196,3 +196,34 @@ def test_crash_short(tmp_path):
 @pytest.mark.slow
 def test_crash_long(tmp_path):
     run_crash_scenario(tmp_path, n_orchestrations=400, kills=20, seed=7)
+
+
+def test_two_worker_processes_share_the_store(tmp_path):
+    """Two workers on one file: leases keep every step and result single; all complete."""
+    (tmp_path / "crash_app.py").write_text(APP)
+    log = tmp_path / "runs.log"
+    url = f"sqlite:///{tmp_path / 'crash.db'}"
+    env = dict(os.environ, CRASH_LOG=str(log), PYTHONPATH=os.pathsep.join(sys.path))
+    kinds = [("cr_chain", 4), ("cr_fan", 10), ("cr_timer", 50), ("cr_parent", 2)]
+    workers = [_start_worker(tmp_path, url, env) for _ in range(2)]
+    try:
+        for w in workers:
+            _wait_registered(tmp_path / "crash.db", w.pid)
+        expected = {}
+        with dc.Client(url) as client:
+            for i in range(60):
+                kind, n = kinds[i % len(kinds)]
+                iid = client.schedule_new_orchestration(kind, input=n, instance_id=f"t{i:03d}")
+                expected[iid] = _expected(kind, n)
+            for iid, want in expected.items():
+                st = client.wait_for_orchestration_completion(iid, timeout=120)
+                assert (st.runtime_status, st.output) == (S.COMPLETED, want), iid
+                _check_history(client.get_orchestration_history(iid))
+    finally:
+        for w in workers:
+            w.terminate()
+        for w in workers:
+            w.communicate(timeout=60)
+    assert [w.returncode for w in workers] == [0, 0]
+    runs = collections.Counter(log.read_text().split("\n")[:-1])
+    assert all(c == 1 for c in runs.values())  # no kill: every activity ran once

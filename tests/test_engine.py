@@ -984,3 +984,36 @@ def test_bad_arguments_reach_the_code_and_take_no_sequence_number(core: Any,
     assert first.actions == [ScheduleTask(0, "double", b"6")]
     d.run()
     assert d.output == 12
+
+
+def test_task_in_several_composites(core: Any, reg: dc.Registry) -> None:
+    def orch(ctx: Any) -> Any:
+        a = ctx.call_activity("double", input=1)
+        b = ctx.call_activity("double", input=2)
+        timer = ctx.create_timer(timedelta(seconds=30))
+        first = dc.when_any([a, timer])
+        both_ = dc.when_all([a, b])
+        nested = dc.when_all([first, both_])
+        winner, results = yield nested
+        timer.cancel()
+        return [winner is a, results, (yield dc.when_any([a, b])) is a]
+
+    reg.add_orchestrator(orch)
+    for batch in (True, False):
+        d = make(core, reg, ACTS, batch=batch)
+        d.start("orch")
+        d.run()
+        assert d.output == [True, [2, 4], True]
+
+
+def test_late_completions_are_ignored(core: Any, reg: dc.Registry) -> None:
+    def orch(ctx: Any) -> Any:
+        return (yield ctx.wait_for_external_event("x"))
+
+    reg.add_orchestrator(orch)
+    d = make(core, reg)
+    d.start("orch")
+    r = d.send([h.TaskCompleted(-1, d.now, 7, b"1"), h.TimerFired(-1, d.now, 0, 3),
+                h.TaskFailed(-1, d.now, 9, None), h.EventRaised(-1, d.now, "x", b'"ok"'),
+                h.EventRaised(-1, d.now, "x", b'"late"')], run=False)
+    assert r.completion is not None and d.output == "ok"

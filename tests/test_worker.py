@@ -93,3 +93,32 @@ def test_stop_without_grace_hands_activity_over(tmp_path):
 def test_worker_validates_arguments(tmp_path):
     with pytest.raises(ValueError):
         dc.Worker(f"sqlite:///{tmp_path / 'x.db'}", max_concurrent_activities=0)
+
+
+def test_durable_timers_come_due_through_the_timer_service(tmp_path):
+    from durable_core.timer import TimerService
+    from datetime import timedelta
+
+    reg = dc.Registry()
+
+    def sleeper(ctx, ms):
+        yield ctx.create_timer(timedelta(milliseconds=ms))
+        return ms
+
+    reg.add_orchestrator(sleeper)
+    url = f"sqlite:///{tmp_path / 't.db'}"
+
+    async def main():
+        w = dc.Worker(url, registry=reg)
+        await w.start()
+        assert isinstance(w._timers, TimerService)
+        ac = dc.AsyncClient(url)
+        ids = [await ac.schedule_new_orchestration("sleeper", input=ms) for ms in (30, 60, 90)]
+        while not len(w._timers):  # the step's timers are handed to the service when committed
+            await asyncio.sleep(0.001)
+        out = [(await ac.wait_for_orchestration_completion(i, timeout=10)).output for i in ids]
+        await w.stop()
+        await ac.close()
+        return out
+
+    assert asyncio.run(main()) == [30, 60, 90]

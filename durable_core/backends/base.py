@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 from ..history import FailureDetails
 from ..status import OrchestrationStatus
+
+_log = logging.getLogger("durable_core.backends")
 
 __all__ = [
     "Backend",
@@ -226,7 +229,10 @@ class Notifier:
     def work_added(self, visible_at: Optional[int] = None) -> None:
         """Tell the workers of this process that work was committed."""
         for cb in tuple(self._work):
-            cb(visible_at)
+            try:
+                cb(visible_at)
+            except Exception:  # a listener's failure must not fail the committed call
+                _log.exception("durable_core: work listener failed")
 
     def add_waiter(self, instance_id: str, cb: Callable[[], None]) -> None:
         """``cb()`` runs whenever the instance's stored state changes."""
@@ -253,7 +259,10 @@ class Notifier:
             lst = waiters.get(iid)
             if lst:
                 for cb in tuple(lst):
-                    cb()
+                    try:
+                        cb()
+                    except Exception:  # e.g. the waiter's event loop is closed
+                        _log.exception("durable_core: instance waiter failed")
 
 
 class Backend(ABC):

@@ -234,6 +234,7 @@ class SqliteBackend(Backend):
             c.execute("PRAGMA synchronous=NORMAL")
             c.execute("PRAGMA temp_store=MEMORY")
             c.execute("PRAGMA cache_size=-16000")
+            c.execute("PRAGMA journal_size_limit=67108864")
             if self._ckpt_thread is not None:
                 c.execute("PRAGMA wal_autocheckpoint=0")
             self._local.conn = c
@@ -814,6 +815,14 @@ class SqliteBackend(Backend):
                     c, iid, status, hlen, inbox_ids, has_term, chunks, now
                 )
                 continue
+            if not chunks:
+                # only messages for an earlier execution: consume them, no step to run
+                release.append(iid)
+                c.execute(
+                    "DELETE FROM inbox WHERE id IN (SELECT value FROM json_each(?))",
+                    (json.dumps(inbox_ids),),
+                )
+                continue
             items.append(
                 OrchestrationWorkItem(
                     iid, eid, name, OrchestrationStatus(status), hlen, fence, inbox_ids,
@@ -937,7 +946,7 @@ class SqliteBackend(Backend):
             else:
                 new_len = it.history_length + s.history_added
                 base = it.history_length
-            if s.history_chunk is not None:
+            if s.history_chunk is not None and s.history_added:
                 hist.append((it.instance_id, base, s.history_chunk))
             upd.append(
                 (
