@@ -13,9 +13,9 @@ Quick use::
     from durable_core.fastapi import OperationsAPI, APIKeyAuth, runtime_lifespan
 
     api = OperationsAPI(orchestrators=[my_flow], management_auth=APIKeyAuth("s3cret"))
-    api.bind("/api/reports", my_flow)     # a custom path that starts ``my_flow``
     app = FastAPI(lifespan=runtime_lifespan("sqlite:///durable.db"))
     api.install(app)                      # routes + RFC 9457 problem responses
+    api.bind("/api/reports", my_flow)     # a custom path that starts ``my_flow``
 
 Routes (``prefix`` defaults to ``/operations``):
 
@@ -783,6 +783,7 @@ class OperationsAPI:
         self.router = APIRouter(dependencies=list(dependencies or ()), tags=tags or ["operations"])
         security = getattr(management_auth, "openapi_security", None)
         self._security: Optional[dict[str, Any]] = security if isinstance(security, dict) else None
+        self._installed: list[tuple[FastAPI, bool]] = []
         self._add_routes()
 
     # -- wiring ------------------------------------------------------------------------------
@@ -791,6 +792,11 @@ class OperationsAPI:
         """Include the router in ``app`` and install the problem-document error handlers
         (and the management auth's security schemes in the OpenAPI document)."""
         app.include_router(self.router)
+        # Older FastAPI copies a router's routes into the app; newer ones include it by
+        # reference. Remember which, so a later bind() reaches the app either way.
+        status_path = f"{self.prefix}/instances/{{instance_id}}"
+        copied = any(getattr(r, "path", None) == status_path for r in app.routes)
+        self._installed.append((app, copied))
         install_problem_handlers(app)
         if self._security and self._security.get("schemes"):
             schemes = self._security["schemes"]
@@ -951,11 +957,11 @@ class OperationsAPI:
         """Add ``POST path`` that starts ``orchestrator`` with the JSON body as its input.
 
         ``input_model`` (a pydantic model class) validates the body (422 problem when it does
-        not fit) and documents it in OpenAPI. Call before :meth:`install` (or pass the app's
-        ``router``) so the route is included.
+        not fit) and documents it in OpenAPI. The route goes to this API's router -- and to
+        the apps it was already installed in -- or to ``router`` when given.
         """
         name = _name_of(orchestrator)
-        target = router if router is not None else self.router
+        target = APIRouter()
         api = self
 
         schema: dict[str, Any] = {}
@@ -990,12 +996,20 @@ class OperationsAPI:
             start_bound,
             methods=["POST"],
             status_code=202,
-            name=f"{self.name}.start.{name}.{len(target.routes)}",
+            name=f"{self.name}.start.{name}.{path}",
             summary=summary or f"Start {name}",
             responses=_START_RESPONSES,
             openapi_extra=extra,
             response_class=Response,
         )
+        if router is not None:
+            router.include_router(target)
+            return
+        self.router.include_router(target)
+        for app, copied in self._installed:
+            if copied:  # this FastAPI copied our routes at include time: add the new one too
+                app.include_router(target)
+            app.openapi_schema = None
 
     # -- status ------------------------------------------------------------------------------
 

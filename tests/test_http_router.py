@@ -601,3 +601,20 @@ async def test_long_poll_stops_when_the_client_hangs_up(http: httpx.AsyncClient)
     assert not any(waiters.values())
     assert (await http.get(f"{P}/instances/{iid}")).json()["status"] == "Running"
     await client.terminate_orchestration(iid)
+
+
+async def test_bind_after_install_and_on_a_router(backend: str, tmp_path: Any) -> None:
+    from fastapi import APIRouter
+
+    app, api = make_app(backend, tmp_path)
+    app.openapi()  # generated before the late bind: must be refreshed
+    api.bind("/late/echo", "echo", summary="late")
+    other = APIRouter()
+    api.bind("/mine/echo", "echo", router=other)
+    app.include_router(other)
+    assert "/late/echo" in app.openapi()["paths"]
+    async with serve(app) as http:
+        for path in ("/late/echo", "/mine/echo"):
+            r = await http.post(path, json=path)
+            assert r.status_code == 202, r.text
+            assert (await poll_until_done(http, r.headers["location"])).json()["result"] == path
