@@ -1,4 +1,4 @@
-"""Shared helpers of the HTTP tests: one app under test, on the fake client or the real runtime.
+"""What the HTTP tests share: one app under test, on the fake client or the real runtime.
 
 ``BACKENDS`` lists where the tests run: ``fake`` (tests/http_fakes.py, in memory) and
 ``runtime`` (a real :class:`durable_core.Runtime` on a temporary SQLite file, started by the
