@@ -74,6 +74,7 @@ from .errors import (
     OrchestrationNotFoundError,
     PayloadError,
 )
+from .registry import name_of
 from .status import OrchestrationState, OrchestrationStatus
 
 __all__ = [
@@ -688,18 +689,6 @@ async def read_json_body(request: Request, *, max_bytes: int, required: bool = F
 OrchestratorRef = Union[str, Callable[..., Any]]
 
 
-def _name_of(orch: OrchestratorRef) -> str:
-    if isinstance(orch, str):
-        return orch
-    name = getattr(orch, "__durable_name__", None)
-    if isinstance(name, str):
-        return name
-    n = getattr(orch, "__name__", None)
-    if isinstance(n, str):
-        return n
-    raise TypeError(f"not an orchestrator or orchestrator name: {orch!r}")
-
-
 class OperationsAPI:
     """Exposes orchestrations as long-running operations on a FastAPI app.
 
@@ -763,7 +752,7 @@ class OperationsAPI:
             raise ValueError("retry_after, max_body_bytes and max_wait must be >= 0")
         self._client = client
         self._allowed: Optional[frozenset[str]] = (
-            None if orchestrators is None else frozenset(_name_of(o) for o in orchestrators)
+            None if orchestrators is None else frozenset(name_of(o) for o in orchestrators)
         )
         self._registry = registry
         self.prefix = prefix.rstrip("/")
@@ -879,7 +868,7 @@ class OperationsAPI:
         and input, it is returned and nothing new starts; with a different orchestrator or input
         the answer is 409 (422 for a reused idempotency key).
         """
-        name = _name_of(orchestrator)
+        name = name_of(orchestrator)
         client = self.client_for(request)
         key = request.headers.get("idempotency-key") or request.headers.get(
             "repeatability-request-id"
@@ -960,7 +949,7 @@ class OperationsAPI:
         not fit) and documents it in OpenAPI. The route goes to this API's router -- and to
         the apps it was already installed in -- or to ``router`` when given.
         """
-        name = _name_of(orchestrator)
+        name = name_of(orchestrator)
         target = APIRouter()
         api = self
 
