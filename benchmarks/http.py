@@ -10,6 +10,9 @@ Measured:
   starts/s (``POST /api/start-operation``), status reads/s (``GET /api/operations/{id}``);
 - open loop at a fixed offered rate (``--rate``, default 500 req/s): p50/p99 latency of each,
   timed from the moment a request was due (so a stalled server is not hidden by waiting).
+  Starts are measured twice in open loop: at once after the closed run, while the worker (on
+  the same event loop in ``one``) still works off the operations that overload started, and
+  again once every started operation has finished -- the steady state the goal is about.
 
     python benchmarks/http.py [--seconds 5] [--connections 32] [--rate 500]
 """
@@ -205,22 +208,38 @@ async def open_loop(
     return n, n / elapsed, lat, errors
 
 
-async def drain(port: int, last_id: str, timeout: float = 300.0) -> float:
-    """Seconds until the operation ``last_id`` (the last one started) completed."""
-    c = await Conn.open(port)
+def backlog(db: str) -> int:
+    """Operations started but not finished yet (0 once the worker has caught up), read from the
+    store by a client in this process -- WAL readers never block the server's writers."""
+    import durable_core as dc
+
+    n = 0
+    token = None
+    with dc.Client(db) as c:
+        while True:
+            page = c.query_orchestrations(
+                runtime_status=[dc.OrchestrationStatus.PENDING, dc.OrchestrationStatus.RUNNING],
+                page_size=1000,
+                continuation_token=token,
+                fetch_payloads=False,
+            )
+            n += len(page.states)
+            token = page.continuation_token
+            if token is None:
+                return n
+
+
+async def drain(db: str, timeout: float = 300.0) -> float:
+    """Seconds until every operation started so far has finished (the worker caught up)."""
     t0 = time.perf_counter()
-    try:
-        while time.perf_counter() - t0 < timeout:
-            _, body = await c.request(get(f"/api/operations/{last_id}"))
-            if json.loads(body)["status"] in ("Completed", "Failed", "Terminated"):
-                break
-            await asyncio.sleep(0.02)
-    finally:
-        c.close()
+    while time.perf_counter() - t0 < timeout and backlog(db):
+        await asyncio.sleep(0.05)
     return time.perf_counter() - t0
 
 
-async def run_load(port: int, seconds: float, connections: int, rate: float) -> tuple[list[dict], list[float]]:
+async def run_load(
+    port: int, db: str, seconds: float, connections: int, rate: float
+) -> tuple[list[dict], list[float]]:
     # warm up and make operations to read
     c = await Conn.open(port)
     ids: list[str] = []
@@ -229,38 +248,39 @@ async def run_load(port: int, seconds: float, connections: int, rate: float) -> 
         assert status == 202, (status, body)
         ids.append(json.loads(body)["operation_id"])
     c.close()
-    await drain(port, ids[-1])
+    await drain(db)
     status_req = [get(f"/api/operations/{i}") for i in ids]
     noop = get("/bench/noop")
 
-    def start(i: int) -> bytes:
-        return START
-
-    scenarios = [
-        ("no-op route (framework ceiling)", lambda i: noop, 200),
-        ("status GET /api/operations/{id}", lambda i: status_req[i % len(status_req)], 200),
-        ("start  POST /api/start-operation", start, 202),
+    # (scenario, make request, expected status, mode, wait for the worker to catch up after)
+    # The start lines run closed loop (an overload: the worker falls behind), open loop at once
+    # while the worker drains that backlog, then open loop again with the worker caught up.
+    steps = [
+        ("no-op route (framework ceiling)", lambda i: noop, 200, "closed", False),
+        ("no-op route (framework ceiling)", lambda i: noop, 200, "open", False),
+        ("status GET /api/operations/{id}", lambda i: status_req[i % len(status_req)], 200, "closed", False),
+        ("status GET /api/operations/{id}", lambda i: status_req[i % len(status_req)], 200, "open", False),
+        ("start  POST /api/start-operation", lambda i: START, 202, "closed", False),
+        ("start  POST /api/start-operation", lambda i: START, 202, "open, backlog", True),
+        ("start  POST /api/start-operation", lambda i: START, 202, "open", True),
     ]
     rows = []
     drains = []
-    for name, make, expect in scenarios:
-        for mode in ("closed", "open"):
-            if mode == "closed":
-                n, r, lat, err = await closed_loop(port, make, seconds, connections, expect)
-                label = f"closed, {connections} conns"
-            else:
-                n, r, lat, err = await open_loop(port, make, seconds, rate, expect)
-                label = f"open, {rate:.0f} req/s offered"
-            rows.append(
-                dict(scenario=name, mode=label, n=n, rate=r, p50=percentile(lat, 50) * 1e3,
-                     p99=percentile(lat, 99) * 1e3, errors=err)
-            )
-            if make is start:  # let the worker finish what was started before measuring on
-                c = await Conn.open(port)
-                _, body = await c.request(START)
-                c.close()
-                drains.append(await drain(port, json.loads(body)["operation_id"]))
-            await asyncio.sleep(0.5)
+    for name, make, expect, mode, then_drain in steps:
+        if mode == "closed":
+            n, r, lat, err = await closed_loop(port, make, seconds, connections, expect)
+            label = f"closed, {connections} conns"
+        else:
+            left = backlog(db) if mode == "open, backlog" else 0
+            n, r, lat, err = await open_loop(port, make, seconds, rate, expect)
+            label = f"open, {rate:.0f}/s" + (f", {left} behind" if left else "")
+        rows.append(
+            dict(scenario=name, mode=label, n=n, rate=r, p50=percentile(lat, 50) * 1e3,
+                 p99=percentile(lat, 99) * 1e3, errors=err, backlog=mode == "open, backlog")
+        )
+        if then_drain:  # let the worker finish everything started before measuring on
+            drains.append(await drain(db))
+        await asyncio.sleep(0.5)
     return rows, drains
 
 
@@ -304,7 +324,7 @@ def measure(mode: str, args: argparse.Namespace) -> tuple[list[dict], list[float
         )
     try:
         wait_up(port, procs[0])
-        return asyncio.run(run_load(port, args.seconds, args.connections, args.rate))
+        return asyncio.run(run_load(port, db, args.seconds, args.connections, args.rate))
     finally:
         for p in procs:
             p.send_signal(signal.SIGINT)
@@ -355,10 +375,11 @@ def main(argv: Optional[list[str]] = None) -> None:
     for m, desc in MODES.items():
         if m in results:
             d = results[m][1]
-            print(f"{m}: {desc}; worker caught up {d[0]:.1f} s / {d[1]:.1f} s after the closed / open start runs")
+            print(f"{m}: {desc}; every started operation finished {d[0]:.1f} s / {d[1]:.1f} s after "
+                  f"the two open-loop start runs")
     print()
     for m, (rows, _) in results.items():
-        by = {(r["scenario"].split()[0], r["mode"].split(",")[0]): r for r in rows}
+        by = {(r["scenario"].split()[0], r["mode"].split(",")[0]): r for r in rows if not r["backlog"]}
         starts = by[("start", "closed")]["rate"]
         reads = by[("status", "closed")]["rate"]
         ceiling = by[("no-op", "closed")]["rate"]
@@ -369,8 +390,11 @@ def main(argv: Optional[list[str]] = None) -> None:
               f"{'met' if reads >= GOALS['status reads/s'] else 'MISSED'}")
         for label in ("start", "status"):
             v = by[(label, "open")]["p99"]
-            print(f"[{m}] goal p99 < {GOALS['p99 ms @ rate']:.0f} ms at {args.rate:.0f} req/s ({label}): "
-                  f"{v:.1f} ms -> {'met' if v < GOALS['p99 ms @ rate'] else 'MISSED'}")
+            print(f"[{m}] goal p99 < {GOALS['p99 ms @ rate']:.0f} ms at {args.rate:.0f} req/s ({label}, "
+                  f"worker caught up): {v:.1f} ms -> {'met' if v < GOALS['p99 ms @ rate'] else 'MISSED'}")
+        behind = [r for r in rows if r["backlog"]][0]
+        print(f"[{m}] the same while the worker drains the closed run's backlog ({behind['mode']}): "
+              f"p99 {behind['p99']:.1f} ms")
 
 
 if __name__ == "__main__":

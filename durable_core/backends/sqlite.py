@@ -278,19 +278,29 @@ class SqliteBackend(Backend):
             c.execute("COMMIT")
 
     # -- WAL checkpoints off the hot path -------------------------------------------------------
-    def start_background_checkpoints(self, interval: float = 0.2) -> None:
+    def start_background_checkpoints(self, interval: float = 0.2, catch_up_pages: int = 1000) -> None:
         """Checkpoint the WAL from a background thread instead of inside commits.
 
         By default SQLite copies the WAL back into the database (and syncs it) inside whichever
         commit crosses 1000 pages, stalling that writer. A worker calls this: its connections
-        stop auto-checkpointing and a thread runs passive checkpoints (they never block readers
-        or writers), with the GIL released, on the other core.
+        stop auto-checkpointing and a thread checkpoints every ``interval`` seconds, with the
+        GIL released, on the other core.
+
+        A passive checkpoint never blocks anyone, but under a steady stream of commits it never
+        finishes either (frames keep arriving while it copies), so SQLite never restarts the
+        WAL and the file grows without bound -- hundreds of MB in seconds at full load, and a
+        stall of hundreds of ms when a commit finally truncates it. So when a pass leaves the
+        WAL at ``catch_up_pages`` or more, the thread holds writers off (this process's write
+        lock, then SQLite's) for one more passive pass that copies only the frames committed
+        meanwhile: about a millisecond, after which the next commit starts the WAL over.
         """
         if self._ckpt_thread is not None:
             return
+        if interval <= 0 or catch_up_pages < 1:
+            raise ValueError("interval must be > 0 and catch_up_pages >= 1")
         self._ckpt_stop.clear()
-        t = threading.Thread(target=self._checkpointer, args=(interval,), daemon=True,
-                             name="durable_core checkpoints")
+        t = threading.Thread(target=self._checkpointer, args=(interval, catch_up_pages),
+                             daemon=True, name="durable_core checkpoints")
         self._ckpt_thread = t
         c = getattr(self._local, "conn", None)
         if c is not None:
@@ -309,13 +319,19 @@ class SqliteBackend(Backend):
         if c is not None and not self._closed:
             c.execute("PRAGMA wal_autocheckpoint=1000")
 
-    def _checkpointer(self, interval: float) -> None:
-        c = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None,
-                            check_same_thread=False)
+    def _checkpointer(self, interval: float, catch_up_pages: int) -> None:
+        def connect() -> sqlite3.Connection:
+            return sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None,
+                                   check_same_thread=False)
+
+        c = connect()
+        gate = connect()  # holds SQLite's write lock during a catch-up pass
         try:
             while not self._ckpt_stop.wait(interval):
                 try:
-                    c.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    _busy, wal_pages, _copied = c.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if wal_pages >= catch_up_pages:
+                        self._catch_up(c, gate)
                 except sqlite3.Error:  # pragma: no cover - e.g. the file went away
                     pass
             try:
@@ -324,6 +340,18 @@ class SqliteBackend(Backend):
                 pass
         finally:
             c.close()
+            gate.close()
+
+    def _catch_up(self, c: sqlite3.Connection, gate: sqlite3.Connection) -> None:
+        """One passive pass with no writer running, so it copies every frame and the next
+        commit restarts the WAL. The lock order is the writers' own (process lock, then
+        SQLite's), so the two cannot deadlock."""
+        with self._write_lock:
+            gate.execute("BEGIN IMMEDIATE")
+            try:
+                c.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            finally:
+                gate.execute("ROLLBACK")
 
     def close(self) -> None:
         self.stop_background_checkpoints()
