@@ -100,6 +100,11 @@ class _Core:
         else:
             self.backend = open_backend(store)
             self._own = True
+            # a client process (an API beside a worker process) checkpoints off its event loop
+            # too, instead of inside whichever of its commits crosses SQLite's WAL threshold
+            start_ckpt = getattr(self.backend, "start_background_checkpoints", None)
+            if start_ckpt is not None:
+                start_ckpt()
         self.converter = converter or default_converter()
 
     def state(self, row: Optional[InstanceRow], fetch_payloads: bool = True) -> Optional[OrchestrationState]:

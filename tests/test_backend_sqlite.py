@@ -380,3 +380,36 @@ def test_background_checkpoint_arguments_are_checked(db):
         db.start_background_checkpoints(interval=0)
     with pytest.raises(ValueError):
         db.start_background_checkpoints(catch_up_pages=0)
+
+
+def test_a_writer_waits_for_another_process_writer_then_proceeds(tmp_path):
+    import threading
+
+    b = SqliteBackend(str(tmp_path / "w.db"), busy_timeout_s=5.0)
+    other = sqlite3.connect(b.path, isolation_level=None, check_same_thread=False)  # another process
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        threading.Timer(0.05, other.execute, args=("COMMIT",)).start()
+        create(b, "a")  # waits for the lock, not for the busy timeout
+        assert b.get_instance("a") is not None
+        # the connection's own busy timeout is back for every other statement
+        assert b._conn().execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+    finally:
+        other.close()
+        b.close()
+
+
+def test_a_writer_gives_up_after_the_busy_timeout(tmp_path):
+    b = SqliteBackend(str(tmp_path / "w.db"), busy_timeout_s=0.1)
+    other = sqlite3.connect(b.path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            create(b, "a")
+        other.execute("ROLLBACK")
+        create(b, "a")  # nothing was left half-done by the failed attempt
+        assert b.get_instance("a") is not None
+        assert b._conn().execute("PRAGMA busy_timeout").fetchone()[0] == 100
+    finally:
+        other.close()
+        b.close()
