@@ -21,17 +21,22 @@ subprocess on a fresh file. Activities do no work, so the figures are the runtim
 
 from __future__ import annotations
 
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# Run as a script, this directory leads sys.path, and its http.py (the HTTP benchmark) would shadow
+# the standard library's ``http`` package that DBOS imports.
+if sys.path and os.path.abspath(sys.path[0] or ".") == HERE:
+    del sys.path[0]
+
 import argparse
 import json
-import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from typing import Any
-
-HERE = os.path.dirname(os.path.abspath(__file__))
 WORKLOADS = [("1 activity", "one", 1), ("5-activity chain", "chain", 5), ("100 fan-out", "fan", 100)]
 
 
