@@ -28,6 +28,7 @@ _EXPORTS: dict[str, str] = {
     "OrchestrationFailedError": "errors",
     "PayloadError": "errors",
     "EventTimeoutError": "errors",
+    "StoreBusyError": "errors",
     "TaskCancelledError": "errors",
     "OrchestratorNotFoundError": "errors",
     # data
@@ -77,6 +78,7 @@ if TYPE_CHECKING:  # pragma: no cover
         OrchestrationFailedError,
         OrchestrationNotFoundError,
         PayloadError,
+        StoreBusyError,
         TaskFailedError,
     )
     from .history import FailureDetails

@@ -21,13 +21,13 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, TypeVar, Union
 
 from . import history as h
 from .backends import DEFAULT_URL, Backend, open_backend
-from .backends.base import InstanceRow, ReuseIdPolicy
+from .backends.base import InstanceRow, ReuseIdPolicy, WouldBlock
 from .converter import DataConverter, default_converter
-from .errors import OrchestrationNotFoundError
+from .errors import OrchestrationNotFoundError, StoreBusyError
 from .history import HistoryEvent
 from .status import OrchestrationState, OrchestrationStatus
 
@@ -45,6 +45,11 @@ _TERMINAL = frozenset(
 )
 _POLL_MIN = 0.001
 _POLL_MAX = 0.05
+# the asyncio client's wait for another writer: retry at once, then every 50 us backing off to 0.5 ms
+_WRITE_RETRY_MIN = 0.00005
+_WRITE_RETRY_MAX = 0.0005
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -404,17 +409,56 @@ class AsyncClient:
     """The asyncio client: the methods of :class:`Client` as coroutines.
 
     Store operations are short and run on the calling event loop; waits are woken by in-process
-    commits at once and otherwise poll with back-off without blocking the loop.
+    commits at once and otherwise poll with back-off without blocking the loop. A write that finds
+    another writer holding the store (a worker in another process, the checkpointer) is not
+    blocked on the lock either: it yields to the loop and tries again, up to the store's busy
+    timeout (then :class:`~durable_core.StoreBusyError`), so an HTTP server keeps answering
+    meanwhile.
     """
 
     def __init__(
         self, store: Union[str, Backend] = DEFAULT_URL, *, converter: Optional[DataConverter] = None
     ) -> None:
         self._core = _Core(store, converter)
+        self._write_queue: Optional[tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = None
 
     @property
     def backend(self) -> Backend:
         return self._core.backend
+
+    async def _write(self, op: Callable[[], _T]) -> _T:
+        """Run the store write ``op``; while another writer holds the store, wait on the loop.
+
+        Writers of this client that find the store taken queue up (first come, first served)
+        behind one that retries, so a burst of requests does not poll the lock all at once.
+        """
+        backend = self._core.backend
+        loop = asyncio.get_running_loop()
+        queue = self._write_queue
+        if queue is None or queue[0] is not loop:
+            queue = self._write_queue = (loop, asyncio.Lock())
+        if not queue[1].locked():
+            with backend.nonblocking():
+                try:
+                    return op()
+                except WouldBlock:
+                    pass
+        async with queue[1]:
+            delay = 0.0
+            deadline = loop.time() + backend.busy_timeout
+            while True:
+                with backend.nonblocking():
+                    try:
+                        return op()
+                    except WouldBlock:
+                        pass
+                if loop.time() >= deadline:
+                    raise StoreBusyError(
+                        f"another writer held the store for longer than its busy timeout "
+                        f"({backend.busy_timeout:g} s); nothing was written"
+                    )
+                await asyncio.sleep(delay)
+                delay = min(max(delay * 2, _WRITE_RETRY_MIN), _WRITE_RETRY_MAX)
 
     async def schedule_new_orchestration(
         self,
@@ -427,7 +471,10 @@ class AsyncClient:
         reuse_policy: Optional[ReuseIdPolicy] = None,
     ) -> str:
         """See :meth:`Client.schedule_new_orchestration`."""
-        return self._core.schedule(orchestrator, input, instance_id, start_at, tags, reuse_policy)
+        core = self._core
+        return await self._write(
+            lambda: core.schedule(orchestrator, input, instance_id, start_at, tags, reuse_policy)
+        )
 
     async def get_orchestration_state(
         self, instance_id: str, *, fetch_payloads: bool = True
@@ -499,31 +546,32 @@ class AsyncClient:
         self, instance_id: str, event_name: str, *, data: Any = None
     ) -> None:
         """See :meth:`Client.raise_orchestration_event`."""
-        self._core.raise_event(instance_id, event_name, data)
+        await self._write(lambda: self._core.raise_event(instance_id, event_name, data))
 
     async def terminate_orchestration(
         self, instance_id: str, *, output: Any = None, recursive: bool = True
     ) -> None:
         """See :meth:`Client.terminate_orchestration`."""
-        self._core.terminate(instance_id, output, recursive)
+        await self._write(lambda: self._core.terminate(instance_id, output, recursive))
 
     async def suspend_orchestration(self, instance_id: str, *, reason: Optional[str] = None) -> None:
         """See :meth:`Client.suspend_orchestration`."""
-        self._core.suspend(instance_id, reason)
+        await self._write(lambda: self._core.suspend(instance_id, reason))
 
     async def resume_orchestration(self, instance_id: str, *, reason: Optional[str] = None) -> None:
         """See :meth:`Client.resume_orchestration`."""
-        self._core.resume(instance_id, reason)
+        await self._write(lambda: self._core.resume(instance_id, reason))
 
     async def restart_orchestration(
         self, instance_id: str, *, restart_with_new_instance_id: bool = False
     ) -> str:
         """See :meth:`Client.restart_orchestration`."""
-        return self._core.restart(instance_id, restart_with_new_instance_id)
+        new_id = restart_with_new_instance_id
+        return await self._write(lambda: self._core.restart(instance_id, new_id))
 
     async def purge_orchestration(self, instance_id: str, *, recursive: bool = True) -> int:
         """See :meth:`Client.purge_orchestration`."""
-        return self._core.purge(instance_id, recursive)
+        return await self._write(lambda: self._core.purge(instance_id, recursive))
 
     async def purge_orchestrations_by(
         self,
@@ -533,7 +581,9 @@ class AsyncClient:
         runtime_status: Any = None,
     ) -> int:
         """See :meth:`Client.purge_orchestrations_by`."""
-        return self._core.purge_by(created_time_from, created_time_to, runtime_status)
+        return await self._write(
+            lambda: self._core.purge_by(created_time_from, created_time_to, runtime_status)
+        )
 
     async def query_orchestrations(
         self,

@@ -18,6 +18,7 @@ __all__ = [
     "PayloadError",
     "EventTimeoutError",
     "TaskCancelledError",
+    "StoreBusyError",
     "OrchestratorNotFoundError",
 ]
 
@@ -99,6 +100,15 @@ class EventTimeoutError(DurableError, TimeoutError):
     def __init__(self, message: str, name: str | None = None) -> None:
         super().__init__(message)
         self.name = name
+
+
+class StoreBusyError(DurableError, TimeoutError):
+    """A write waited longer than the store's busy timeout for another writer to finish.
+
+    SQLite admits one writer at a time per file; a worker or client in another process holding
+    the lock for that long is stuck or the file is on a filesystem with broken locking. Nothing
+    was written: the call can be retried.
+    """
 
 
 class TaskCancelledError(DurableError):

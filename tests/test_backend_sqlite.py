@@ -11,12 +11,13 @@ import pytest
 
 from durable_core import history as h
 from durable_core.backends import BackendNotAvailableError, DEFAULT_URL, open_backend
-from durable_core.backends.base import ActivityResult, ReuseIdPolicy, StepCommit
+from durable_core.backends.base import ActivityResult, ReuseIdPolicy, StepCommit, WouldBlock
 from durable_core.backends.sqlite import SCHEMA_VERSION, SqliteBackend, path_from_url
 from durable_core.errors import (
     DurableError,
     OrchestrationAlreadyExistsError,
     OrchestrationNotFoundError,
+    StoreBusyError,
 )
 from durable_core.history import FailureDetails
 from durable_core.status import OrchestrationStatus as S
@@ -404,12 +405,72 @@ def test_a_writer_gives_up_after_the_busy_timeout(tmp_path):
     other = sqlite3.connect(b.path, isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")
-        with pytest.raises(sqlite3.OperationalError, match="locked"):
+        with pytest.raises(StoreBusyError, match="busy timeout") as err:
             create(b, "a")
+        assert isinstance(err.value, TimeoutError)
+        assert isinstance(err.value.__cause__, sqlite3.OperationalError)
         other.execute("ROLLBACK")
         create(b, "a")  # nothing was left half-done by the failed attempt
         assert b.get_instance("a") is not None
         assert b._conn().execute("PRAGMA busy_timeout").fetchone()[0] == 100
     finally:
         other.close()
+        b.close()
+
+
+def test_nonblocking_write_refuses_at_once_when_another_connection_writes(tmp_path):
+    import time
+
+    b = SqliteBackend(str(tmp_path / "w.db"), busy_timeout_s=5.0)
+    other = sqlite3.connect(b.path, isolation_level=None, check_same_thread=False)  # another process
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        t0 = time.monotonic()
+        with b.nonblocking(), pytest.raises(WouldBlock):
+            create(b, "a")
+        assert time.monotonic() - t0 < 1.0  # not the 5 s busy timeout
+        other.execute("ROLLBACK")
+        assert b.get_instance("a") is None  # nothing was written
+        with b.nonblocking():
+            create(b, "a")  # the lock is free: the same call goes through
+        assert b.get_instance("a") is not None
+        assert b._conn().execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+        # outside the block, writes wait as before
+        other.execute("BEGIN IMMEDIATE")
+        import threading
+
+        threading.Timer(0.05, other.execute, args=("ROLLBACK",)).start()
+        create(b, "b")
+        assert b.get_instance("b") is not None
+    finally:
+        other.close()
+        b.close()
+
+
+def test_nonblocking_write_refuses_while_another_thread_of_the_process_writes(tmp_path):
+    import threading
+
+    b = SqliteBackend(str(tmp_path / "w.db"))
+    try:
+        with b._write_lock:  # what a worker thread's transaction holds
+            box = []
+
+            def attempt():
+                with b.nonblocking():
+                    try:
+                        create(b, "a")
+                        box.append("written")
+                    except WouldBlock:
+                        box.append("refused")
+
+            t = threading.Thread(target=attempt)
+            t.start()
+            t.join(5)
+            assert box == ["refused"]
+        assert b.get_instance("a") is None
+        # the flag is per thread and restored on exit
+        assert getattr(b._local, "nowait", False) is False
+        create(b, "a")
+        assert b.get_instance("a") is not None
+    finally:
         b.close()

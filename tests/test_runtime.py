@@ -497,3 +497,82 @@ def test_custom_converter_and_dataclass_input(url, tmp_path):
         rt.client.raise_orchestration_event(iid, "go", data=Order("ink", 1))
         st = rt.client.wait_for_orchestration_completion(iid, timeout=20)
         assert st.output == {"got": {"item": "ink", "qty": 1}}
+
+
+def test_async_client_waits_for_another_writer_without_blocking_its_loop(tmp_path):
+    """A worker in another process holding SQLite's write lock must not freeze an API server's
+    event loop: the asyncio client yields and retries until the lock is free."""
+    from durable_core.backends.sqlite import SqliteBackend
+
+    backend = SqliteBackend(str(tmp_path / "a.db"), busy_timeout_s=5.0)
+    other = sqlite3.connect(backend.path, isolation_level=None, check_same_thread=False)
+
+    later = datetime.now(timezone.utc) + timedelta(hours=1)  # stays PENDING: no worker races us
+
+    async def main():
+        ac = dc.AsyncClient(backend)
+        other.execute("BEGIN IMMEDIATE")  # another process's writer, for 0.3 s
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.3, other.execute, "COMMIT")
+        ticks = 0
+        start = asyncio.ensure_future(ac.schedule_new_orchestration(chain, input=1, instance_id="i1", start_at=later))
+        while not start.done():
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert await start == "i1"
+        assert ticks >= 10  # the loop kept running while the start waited
+        # a burst of starts while the store is taken: all land, first come first served
+        other.execute("BEGIN IMMEDIATE")
+        loop.call_later(0.1, other.execute, "COMMIT")
+        ids = [f"b{k:02d}" for k in range(20)]
+        burst = [
+            asyncio.ensure_future(ac.schedule_new_orchestration(chain, input=1, instance_id=i, start_at=later))
+            for i in ids
+        ]
+        await asyncio.sleep(0.02)
+        assert not any(f.done() for f in burst)
+        assert await asyncio.gather(*burst) == ids
+        created = [(await ac.get_orchestration_state(i)).created_at for i in ids]
+        assert created == sorted(created)
+        # every write goes the same way
+        other.execute("BEGIN IMMEDIATE")
+        loop.call_later(0.1, other.execute, "COMMIT")
+        await ac.raise_orchestration_event("i1", "go", data=1)
+        await ac.terminate_orchestration("i1")
+        assert await ac.purge_orchestrations_by(runtime_status=[S.COMPLETED]) == 0
+        return (await ac.get_orchestration_state("i1")).runtime_status
+
+    try:
+        assert asyncio.run(main()) is S.PENDING
+        inbox = backend._conn().execute("SELECT count(*) FROM inbox WHERE instance_id='i1'")
+        assert inbox.fetchone()[0] == 3  # the start, the event and the termination
+    finally:
+        other.close()
+        backend.close()
+
+
+def test_async_client_gives_up_after_the_busy_timeout(tmp_path):
+    from durable_core.backends.sqlite import SqliteBackend
+
+    backend = SqliteBackend(str(tmp_path / "a.db"), busy_timeout_s=0.2)
+    later = datetime.now(timezone.utc) + timedelta(hours=1)
+    other = sqlite3.connect(backend.path, isolation_level=None)
+
+    async def main():
+        ac = dc.AsyncClient(backend)
+        other.execute("BEGIN IMMEDIATE")
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        with pytest.raises(dc.StoreBusyError, match="busy timeout"):
+            await ac.schedule_new_orchestration(chain, input=1, instance_id="i1", start_at=later)
+        waited = loop.time() - t0
+        other.execute("ROLLBACK")
+        assert backend.get_instance("i1") is None  # nothing was written
+        assert await ac.schedule_new_orchestration(chain, input=1, instance_id="i1", start_at=later) == "i1"
+        return waited
+
+    try:
+        assert 0.2 <= asyncio.run(main()) < 3.0
+    finally:
+        other.close()
+        backend.close()

@@ -25,8 +25,9 @@ import json
 import logging
 import threading
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 from ..history import FailureDetails
 from ..status import OrchestrationStatus
@@ -43,6 +44,7 @@ __all__ = [
     "ActivityResult",
     "StepCommit",
     "QueryPage",
+    "WouldBlock",
     "failure_to_json",
     "failure_from_json",
 ]
@@ -265,6 +267,14 @@ class Notifier:
                         _log.exception("durable_core: instance waiter failed")
 
 
+class WouldBlock(Exception):
+    """A write inside :meth:`Backend.nonblocking` found another writer holding the store's lock.
+
+    Raised before anything is written, so the call can simply be made again; the asyncio client
+    waits for that on its event loop instead of blocking the loop on the lock.
+    """
+
+
 class Backend(ABC):
     """A durable store of orchestration instances, histories, inboxes and activity queues.
 
@@ -276,6 +286,18 @@ class Backend(ABC):
     url: str
     #: in-process wake-ups for this store
     notifier: Notifier
+
+    @property
+    def busy_timeout(self) -> float:
+        """Seconds a write waits for another writer before it fails with StoreBusyError."""
+        return 30.0
+
+    @contextmanager
+    def nonblocking(self) -> Iterator[None]:
+        """Within the block, a write on this thread that would wait for another writer raises
+        :class:`WouldBlock` at once, having written nothing. A store that cannot tell keeps
+        waiting as usual (the default)."""
+        yield
 
     # -- client side -------------------------------------------------------------------------
     @abstractmethod
