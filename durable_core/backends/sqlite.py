@@ -284,29 +284,26 @@ class SqliteBackend(Backend):
         """
         c.execute("PRAGMA busy_timeout=0")
         try:
-            try:
-                c.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc):
-                    raise
-                if nowait:
-                    raise WouldBlock("another connection is writing") from exc
-            deadline = time.monotonic() + self._busy_timeout_s
+            deadline: Optional[float] = None
             delay = 0.00005
             while True:
-                time.sleep(delay)
                 try:
                     c.execute("BEGIN IMMEDIATE")
                     return
                 except sqlite3.OperationalError as exc:
                     if not _is_busy(exc):
                         raise
-                    if time.monotonic() >= deadline:
+                    if nowait:
+                        raise WouldBlock("another connection is writing") from exc
+                    now = time.monotonic()
+                    if deadline is None:
+                        deadline = now + self._busy_timeout_s
+                    elif now >= deadline:
                         raise StoreBusyError(
                             f"{self.path}: another writer held the lock for longer than the "
                             f"busy timeout ({self._busy_timeout_s:g} s)"
                         ) from exc
+                time.sleep(delay)
                 delay = min(delay * 2, 0.0003)
         finally:
             c.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_s * 1000)}")
