@@ -437,13 +437,7 @@ class AsyncClient:
         queue = self._write_queue
         if queue is None or queue[0] is not loop:
             queue = self._write_queue = (loop, asyncio.Lock())
-        if not queue[1].locked():
-            with backend.nonblocking():
-                try:
-                    return op()
-                except WouldBlock:
-                    pass
-        async with queue[1]:
+        async with queue[1]:  # taken at once, without yielding, unless writers are waiting
             delay = 0.0
             deadline = loop.time() + backend.busy_timeout
             while True:
