@@ -212,6 +212,7 @@ class _Core:
         page_size: int,
         continuation_token: Optional[str],
         fetch_payloads: bool,
+        name: Optional[str] = None,
     ) -> QueryResult:
         page = self.backend.query(
             created_from=_us(created_time_from),
@@ -221,11 +222,27 @@ class _Core:
             page_size=page_size,
             continuation_token=continuation_token,
             fetch_payloads=fetch_payloads,
+            name=name,
         )
         return QueryResult(
             [self.state(r, fetch_payloads) for r in page.rows],  # type: ignore[misc]
             page.continuation_token,
         )
+
+    def count(
+        self,
+        created_time_from: Optional[datetime],
+        created_time_to: Optional[datetime],
+        instance_id_prefix: Optional[str],
+        name: Optional[str],
+    ) -> dict[OrchestrationStatus, int]:
+        counts = self.backend.count_by_status(
+            created_from=_us(created_time_from),
+            created_to=_us(created_time_to),
+            instance_id_prefix=instance_id_prefix,
+            name=name,
+        )
+        return {s: counts.get(s, 0) for s in OrchestrationStatus}
 
     def history(self, instance_id: str) -> list[HistoryEvent]:
         data = self.backend.get_history(instance_id)
@@ -383,12 +400,69 @@ class Client:
         page_size: int = 100,
         continuation_token: Optional[str] = None,
         fetch_payloads: bool = True,
+        name: Optional[str] = None,
     ) -> QueryResult:
-        """One page of instances (oldest first) matching the filters."""
+        """One page of instances (oldest first) matching the filters.
+
+        ``runtime_status``: one status or several; ``instance_id_prefix``: ids starting with it;
+        ``name``: the orchestrator name (exact); ``created_time_*``: inclusive bounds.
+        """
         return self._core.query(
             created_time_from, created_time_to, runtime_status, instance_id_prefix, page_size,
-            continuation_token, fetch_payloads,
+            continuation_token, fetch_payloads, name,
         )
+
+    def count_orchestrations(
+        self,
+        *,
+        created_time_from: Optional[datetime] = None,
+        created_time_to: Optional[datetime] = None,
+        instance_id_prefix: Optional[str] = None,
+        name: Optional[str] = None,
+    ) -> dict[OrchestrationStatus, int]:
+        """How many instances match the filters, per status (every status is a key)."""
+        return self._core.count(created_time_from, created_time_to, instance_id_prefix, name)
+
+    def wait_for_orchestration_change(
+        self,
+        instance_id: str,
+        *,
+        since: Optional[OrchestrationState] = None,
+        timeout: float = 30.0,
+    ) -> Optional[OrchestrationState]:
+        """Wait until the instance's state differs from ``since``, for at most ``timeout`` s.
+
+        A change is a new status, a new last-update time or a new custom status. Returns the
+        state read last: the changed one, or the unchanged one once the time is up (a watcher's
+        normal outcome, not an error); ``None`` if the instance does not exist (or was purged
+        meanwhile). With ``since=None`` it returns the current state at once. Woken by the
+        commit itself in this process; see the module docstring for other processes.
+        """
+        core = self._core
+        st = core.get_state(instance_id, True)
+        if since is None or st is None or _state_key(st) != _state_key(since) or timeout <= 0:
+            return st
+        before = _state_key(since)
+        deadline = time.monotonic() + timeout
+        ev = threading.Event()
+        notifier = core.backend.notifier
+        notifier.add_waiter(instance_id, ev.set)
+        try:
+            poll = _POLL_MIN
+            while True:
+                ev.clear()
+                st = core.get_state(instance_id, True)
+                if st is None or _state_key(st) != before:
+                    return st
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return st
+                if ev.wait(min(poll, remaining)):
+                    poll = _POLL_MIN
+                else:
+                    poll = min(poll * 2, _POLL_MAX)
+        finally:
+            notifier.remove_waiter(instance_id, ev.set)
 
     def get_orchestration_history(self, instance_id: str) -> list[HistoryEvent]:
         """The instance's history, decoded (HistoryCorruptError if the stored bytes are bad)."""
@@ -589,12 +663,75 @@ class AsyncClient:
         page_size: int = 100,
         continuation_token: Optional[str] = None,
         fetch_payloads: bool = True,
+        name: Optional[str] = None,
     ) -> QueryResult:
         """See :meth:`Client.query_orchestrations`."""
         return self._core.query(
             created_time_from, created_time_to, runtime_status, instance_id_prefix, page_size,
-            continuation_token, fetch_payloads,
+            continuation_token, fetch_payloads, name,
         )
+
+    async def count_orchestrations(
+        self,
+        *,
+        created_time_from: Optional[datetime] = None,
+        created_time_to: Optional[datetime] = None,
+        instance_id_prefix: Optional[str] = None,
+        name: Optional[str] = None,
+    ) -> dict[OrchestrationStatus, int]:
+        """See :meth:`Client.count_orchestrations`."""
+        return self._core.count(created_time_from, created_time_to, instance_id_prefix, name)
+
+    async def wait_for_orchestration_change(
+        self,
+        instance_id: str,
+        *,
+        since: Optional[OrchestrationState] = None,
+        timeout: float = 30.0,
+    ) -> Optional[OrchestrationState]:
+        """See :meth:`Client.wait_for_orchestration_change`; waits without blocking the loop.
+
+        Cancelling the awaiting task (a long-poll whose HTTP client hung up) stops the wait and
+        unregisters it at once.
+        """
+        core = self._core
+        st = core.get_state(instance_id, True)
+        if since is None or st is None or _state_key(st) != _state_key(since) or timeout <= 0:
+            return st
+        before = _state_key(since)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        box: list[Optional[asyncio.Future[None]]] = [None]
+
+        def wake() -> None:  # may run on another thread (the store's committer)
+            f = box[0]
+            if f is not None:
+                try:
+                    loop.call_soon_threadsafe(_set_done, f)
+                except RuntimeError:  # pragma: no cover - loop closed
+                    pass
+
+        notifier = core.backend.notifier
+        notifier.add_waiter(instance_id, wake)
+        try:
+            poll = _POLL_MIN
+            while True:
+                fut: asyncio.Future[None] = loop.create_future()
+                box[0] = fut  # armed before the read: a commit after it wakes us
+                st = core.get_state(instance_id, True)
+                if st is None or _state_key(st) != before:
+                    return st
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return st
+                th = loop.call_later(min(poll, remaining), _set_done, fut)
+                await fut
+                woken = loop.time() < th.when()
+                th.cancel()
+                poll = _POLL_MIN if woken else min(poll * 2, _POLL_MAX)
+        finally:
+            box[0] = None
+            notifier.remove_waiter(instance_id, wake)
 
     async def get_orchestration_history(self, instance_id: str) -> list[HistoryEvent]:
         """See :meth:`Client.get_orchestration_history`."""
@@ -609,6 +746,11 @@ class AsyncClient:
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.close()
+
+
+def _state_key(st: OrchestrationState) -> tuple[Any, ...]:
+    """What a watcher compares: status, last update and custom status."""
+    return (st.runtime_status, st.last_updated_at, st.serialized_custom_status)
 
 
 def _set_done(fut: "asyncio.Future[None]") -> None:

@@ -15,7 +15,6 @@ user code gets is an instance of a class deriving from both the core and
 from __future__ import annotations
 
 import logging
-import traceback
 import types
 import uuid
 from datetime import datetime, timedelta
@@ -28,6 +27,7 @@ from .errors import (
     TaskCancelledError,
     TaskFailedError,
 )
+from .failure import failure_details_of
 from .history import FailureDetails, from_datetime, to_datetime
 from .registry import name_of
 from .status import OrchestrationStatus
@@ -44,7 +44,7 @@ from .task import (
 if TYPE_CHECKING:  # pragma: no cover
     from .registry import Registry
 
-__all__ = ["OrchestrationContext", "ActivityContext", "ReplaySafeLogger"]
+__all__ = ["OrchestrationContext", "ActivityContext", "ReplaySafeLogger", "failure_details_of"]
 
 # Task kinds and action kinds shared with the engine cores (C and twin): never renumber.
 K_ACTIVITY, K_TIMER, K_SUBORCH, K_EVENT, K_ALL, K_ANY, K_DONE = range(7)
@@ -119,23 +119,6 @@ class ReplaySafeLogger:
         if self._ok():
             kwargs.setdefault("stacklevel", 2)
             self._logger.critical(msg, *args, **kwargs)
-
-
-def failure_details_of(exc: BaseException) -> FailureDetails:
-    """FailureDetails for an exception: its type name, message and formatted stack trace."""
-    if isinstance(exc, TaskFailedError) and exc.details is not None:
-        inner: Optional[FailureDetails] = exc.details
-    else:
-        inner = None
-    cause = exc.__cause__
-    if inner is None and cause is not None and cause is not exc:
-        inner = FailureDetails(type(cause).__name__, str(cause))
-    return FailureDetails(
-        error_type=type(exc).__name__,
-        message=str(exc),
-        stack_trace="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-        inner_failure=inner,
-    )
 
 
 class _RetryState:

@@ -29,7 +29,6 @@ import queue
 import signal
 import threading
 import time
-import traceback
 import uuid
 from typing import Any, Callable, Optional, Union
 
@@ -38,6 +37,7 @@ from .backends import DEFAULT_URL, Backend, open_backend
 from .backends.base import ActivityResult, ActivityWorkItem, OrchestrationWorkItem, StepCommit
 from .converter import DataConverter, default_converter
 from .errors import HistoryCorruptError, PayloadError
+from .failure import failure_details_of
 from .history import FailureDetails
 from .status import TERMINAL_STATUSES, OrchestrationStatus
 
@@ -49,16 +49,6 @@ _RUNNING = OrchestrationStatus.RUNNING
 _SUSPENDED = OrchestrationStatus.SUSPENDED
 _FAILED = OrchestrationStatus.FAILED
 _CAN = OrchestrationStatus.CONTINUED_AS_NEW
-
-
-def _failure_from_exc(exc: BaseException) -> FailureDetails:
-    return FailureDetails(
-        type(exc).__name__,
-        str(exc),
-        "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-        None,
-        False,
-    )
 
 
 class _ActivityPool:
@@ -482,7 +472,7 @@ class Worker:
             return StepCommit(it, None, 0, _FAILED, failure=fd), None
         except Exception as exc:  # an engine bug must not take the worker down
             log.exception("orchestration %r: replay failed", iid)
-            return StepCommit(it, None, 0, _FAILED, failure=_failure_from_exc(exc)), None
+            return StepCommit(it, None, 0, _FAILED, failure=failure_details_of(exc)), None
 
     def _to_commit(self, it: OrchestrationWorkItem, res: Any) -> StepCommit:
         new_history = res.new_history
@@ -578,7 +568,7 @@ class Worker:
                 out = fn(ctx) if n == 1 else fn()
             r = ActivityResult(item, result=self.converter.serialize(out))
         except BaseException as exc:  # noqa: BLE001 - the failure goes to the orchestrator
-            r = ActivityResult(item, failure=_failure_from_exc(exc))
+            r = ActivityResult(item, failure=failure_details_of(exc))
         self._completions.append(r)
         loop = self._loop
         if loop is not None and not self._wake_pending:
@@ -599,8 +589,8 @@ class Worker:
             r = ActivityResult(item, result=self.converter.serialize(out))
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
-            r = ActivityResult(item, failure=_failure_from_exc(exc))
+        except BaseException as exc:  # noqa: BLE001 - user code: SystemExit too fails the task
+            r = ActivityResult(item, failure=failure_details_of(exc))
         self._completions.append(r)
         self._wake()
 

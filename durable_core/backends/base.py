@@ -369,8 +369,20 @@ class Backend(ABC):
         page_size: int,
         continuation_token: Optional[str],
         fetch_payloads: bool = True,
+        name: Optional[str] = None,
     ) -> QueryPage:
         """Instances ordered by creation time, one page at a time."""
+
+    @abstractmethod
+    def count_by_status(
+        self,
+        *,
+        created_from: Optional[int],
+        created_to: Optional[int],
+        instance_id_prefix: Optional[str],
+        name: Optional[str],
+    ) -> dict[OrchestrationStatus, int]:
+        """How many instances match, per status (statuses with none may be absent)."""
 
     @abstractmethod
     def get_history(self, instance_id: str) -> Optional[bytes]:

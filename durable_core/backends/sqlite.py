@@ -755,6 +755,7 @@ class SqliteBackend(Backend):
         page_size: int,
         continuation_token: Optional[str],
         fetch_payloads: bool = True,
+        name: Optional[str] = None,
     ) -> QueryPage:
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
@@ -762,6 +763,9 @@ class SqliteBackend(Backend):
         if instance_id_prefix:
             where.append("substr(instance_id, 1, ?) = ?")
             args.extend([len(instance_id_prefix), instance_id_prefix])
+        if name is not None:
+            where.append("name = ?")
+            args.append(name)
         if continuation_token:
             try:
                 t_created, t_id = json.loads(continuation_token)
@@ -785,6 +789,26 @@ class SqliteBackend(Backend):
             last = rows[-1]
             token = json.dumps([last[4], last[0]])
         return QueryPage([_row_to_instance(r) for r in rows], token)
+
+    def count_by_status(
+        self,
+        *,
+        created_from: Optional[int],
+        created_to: Optional[int],
+        instance_id_prefix: Optional[str],
+        name: Optional[str],
+    ) -> dict[OrchestrationStatus, int]:
+        where, args = self._filters(created_from, created_to, None)
+        if instance_id_prefix:
+            where.append("substr(instance_id, 1, ?) = ?")
+            args.extend([len(instance_id_prefix), instance_id_prefix])
+        if name is not None:
+            where.append("name = ?")
+            args.append(name)
+        sql = "SELECT status, count(*) FROM instances" + (
+            " WHERE " + " AND ".join(where) if where else ""
+        ) + " GROUP BY status"
+        return {OrchestrationStatus(st): n for st, n in self._conn().execute(sql, args)}
 
     def get_history(self, instance_id: str) -> Optional[bytes]:
         c = self._conn()
