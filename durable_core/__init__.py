@@ -29,6 +29,9 @@ _EXPORTS: dict[str, str] = {
     "PayloadError": "errors",
     "EventTimeoutError": "errors",
     "StoreBusyError": "errors",
+    "StoreError": "errors",
+    "StoreUnavailableError": "errors",
+    "StoreIncompatibleError": "errors",
     "TaskCancelledError": "errors",
     "OrchestratorNotFoundError": "errors",
     # data
@@ -79,6 +82,9 @@ if TYPE_CHECKING:  # pragma: no cover
         OrchestrationNotFoundError,
         PayloadError,
         StoreBusyError,
+        StoreError,
+        StoreIncompatibleError,
+        StoreUnavailableError,
         TaskFailedError,
     )
     from .history import FailureDetails

@@ -19,6 +19,9 @@ __all__ = [
     "EventTimeoutError",
     "TaskCancelledError",
     "StoreBusyError",
+    "StoreError",
+    "StoreUnavailableError",
+    "StoreIncompatibleError",
     "OrchestratorNotFoundError",
 ]
 
@@ -102,7 +105,25 @@ class EventTimeoutError(DurableError, TimeoutError):
         self.name = name
 
 
-class StoreBusyError(DurableError, TimeoutError):
+class StoreError(DurableError):
+    """The store cannot be opened or used; the message names it (a path, or a URL without its
+    password) and says what to do. Subclasses tell the cases apart."""
+
+
+class StoreUnavailableError(StoreError, ConnectionError):
+    """The store cannot be reached now: a missing directory, a file that cannot be opened, a
+    server that does not answer, a connection cut mid-call. Nothing was written by the call
+    that raised it (or it is unknown whether the write committed: the message says which);
+    retrying later may succeed."""
+
+
+class StoreIncompatibleError(StoreError):
+    """The store is not one this version can use: not a durable_core store at all (another
+    application's database, a file that is not a database), or a schema newer than this
+    durable_core. Nothing was changed."""
+
+
+class StoreBusyError(StoreError, TimeoutError):
     """A write waited longer than the store's busy timeout for another writer to finish.
 
     SQLite admits one writer at a time per file; a worker or client in another process holding

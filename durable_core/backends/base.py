@@ -299,6 +299,10 @@ class Backend(ABC):
         waiting as usual (the default)."""
         yield
 
+    @abstractmethod
+    def migrate(self) -> tuple[int, int]:
+        """Bring the store's schema up to date (idempotent); returns (version before, now)."""
+
     # -- client side -------------------------------------------------------------------------
     @abstractmethod
     def create_instance(

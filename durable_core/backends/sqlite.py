@@ -326,7 +326,11 @@ class SqliteBackend(Backend):
         finally:
             self._write_lock.release()
 
-    def _migrate(self) -> None:
+    def migrate(self) -> tuple[int, int]:
+        """Bring the schema up to date; returns (version before, version now)."""
+        return self._migrate()
+
+    def _migrate(self) -> tuple[int, int]:
         c = self._conn()
         with self._write_lock:
             self._begin(c)
@@ -346,6 +350,7 @@ class SqliteBackend(Backend):
                 c.execute("ROLLBACK")
                 raise
             c.execute("COMMIT")
+        return version, SCHEMA_VERSION
 
     # -- WAL checkpoints off the hot path -------------------------------------------------------
     def start_background_checkpoints(self, interval: float = 0.2, catch_up_pages: int = 1000) -> None:
