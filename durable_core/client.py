@@ -213,6 +213,7 @@ class _Core:
         continuation_token: Optional[str],
         fetch_payloads: bool,
         name: Optional[str] = None,
+        parent_instance_id: Optional[str] = None,
     ) -> QueryResult:
         page = self.backend.query(
             created_from=_us(created_time_from),
@@ -223,6 +224,7 @@ class _Core:
             continuation_token=continuation_token,
             fetch_payloads=fetch_payloads,
             name=name,
+            parent_instance_id=parent_instance_id,
         )
         return QueryResult(
             [self.state(r, fetch_payloads) for r in page.rows],  # type: ignore[misc]
@@ -401,15 +403,17 @@ class Client:
         continuation_token: Optional[str] = None,
         fetch_payloads: bool = True,
         name: Optional[str] = None,
+        parent_instance_id: Optional[str] = None,
     ) -> QueryResult:
         """One page of instances (oldest first) matching the filters.
 
         ``runtime_status``: one status or several; ``instance_id_prefix``: ids starting with it;
-        ``name``: the orchestrator name (exact); ``created_time_*``: inclusive bounds.
+        ``name``: the orchestrator name (exact); ``parent_instance_id``: the sub-orchestrations
+        of that instance; ``created_time_*``: inclusive bounds.
         """
         return self._core.query(
             created_time_from, created_time_to, runtime_status, instance_id_prefix, page_size,
-            continuation_token, fetch_payloads, name,
+            continuation_token, fetch_payloads, name, parent_instance_id,
         )
 
     def count_orchestrations(
@@ -664,11 +668,12 @@ class AsyncClient:
         continuation_token: Optional[str] = None,
         fetch_payloads: bool = True,
         name: Optional[str] = None,
+        parent_instance_id: Optional[str] = None,
     ) -> QueryResult:
         """See :meth:`Client.query_orchestrations`."""
         return self._core.query(
             created_time_from, created_time_to, runtime_status, instance_id_prefix, page_size,
-            continuation_token, fetch_payloads, name,
+            continuation_token, fetch_payloads, name, parent_instance_id,
         )
 
     async def count_orchestrations(

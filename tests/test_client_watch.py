@@ -97,3 +97,21 @@ def test_async_wait_for_change_and_cancel(url):
             assert new.output == "x"
 
     asyncio.run(main())
+
+
+@dc.orchestrator(name="watch_parent")
+def watch_parent(ctx, _):
+    a = yield ctx.call_sub_orchestrator(watch_other, input=1, instance_id="custom-child")
+    b = yield ctx.call_sub_orchestrator(watch_other, input=2)
+    return a + b
+
+
+def test_children_by_parent(url):
+    with dc.Runtime(url) as rt:
+        c = rt.client
+        p = c.schedule_new_orchestration(watch_parent, instance_id="par")
+        assert c.wait_for_orchestration_completion(p, timeout=10).output == 3
+        kids = c.query_orchestrations(parent_instance_id="par").states
+        assert sorted(k.instance_id for k in kids)[0] == "custom-child"
+        assert len(kids) == 2 and all(k.parent_instance_id == "par" for k in kids)
+        assert c.query_orchestrations(parent_instance_id="custom-child").states == []

@@ -374,6 +374,7 @@ class Backend(ABC):
         continuation_token: Optional[str],
         fetch_payloads: bool = True,
         name: Optional[str] = None,
+        parent_instance_id: Optional[str] = None,
     ) -> QueryPage:
         """Instances ordered by creation time, one page at a time."""
 

@@ -761,6 +761,7 @@ class SqliteBackend(Backend):
         continuation_token: Optional[str],
         fetch_payloads: bool = True,
         name: Optional[str] = None,
+        parent_instance_id: Optional[str] = None,
     ) -> QueryPage:
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
@@ -771,6 +772,9 @@ class SqliteBackend(Backend):
         if name is not None:
             where.append("name = ?")
             args.append(name)
+        if parent_instance_id is not None:
+            where.append("parent_instance_id = ?")
+            args.append(parent_instance_id)
         if continuation_token:
             try:
                 t_created, t_id = json.loads(continuation_token)
