@@ -59,18 +59,18 @@ _EXPORTS: dict[str, str] = {
     "AsyncClient": "client",
     "ReuseIdPolicy": "client",
     "QueryResult": "client",
-    "BackendNotAvailableError": "backends",
+    "BackendNotAvailableError": "errors",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .backends import BackendNotAvailableError
     from .client import AsyncClient, Client, QueryResult, ReuseIdPolicy
     from .context import ActivityContext, OrchestrationContext
     from .converter import DataConverter, JsonDataConverter
     from .engine import OrchestrationExecutor
     from .errors import (
+        BackendNotAvailableError,
         DurableError,
         EventTimeoutError,
         OrchestratorNotFoundError,

@@ -67,15 +67,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     if args.command == "worker":
         registry = load_target(args.target)
+        from .errors import DurableError
         from .worker import Worker
 
-        worker = Worker(
-            args.db,
-            registry=registry,
-            max_concurrent_activities=args.activities,
-            max_concurrent_orchestrations=args.orchestrations,
-            lease_seconds=args.lease_seconds,
-        )
+        try:
+            worker = Worker(
+                args.db,
+                registry=registry,
+                max_concurrent_activities=args.activities,
+                max_concurrent_orchestrations=args.orchestrations,
+                lease_seconds=args.lease_seconds,
+            )
+        except DurableError as exc:
+            print(f"durable_core: {exc}", file=sys.stderr)
+            return 1
         logging.getLogger("durable_core").info(
             "worker %s serving %s on %s", worker.owner, args.target, args.db
         )

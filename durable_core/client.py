@@ -2,19 +2,25 @@
 
 :class:`Client` (blocking) and :class:`AsyncClient` (asyncio) have the same methods. Both talk
 to the store directly -- there is no server -- so a client works beside a worker in one process
-(``rt.client`` / ``rt.async_client``) or in another process sharing the store file.
+(``rt.client`` / ``rt.async_client``) or in another process (or machine, on PostgreSQL)
+sharing the store.
 
-Waiting for an instance is woken at once by a commit in the same process; across processes the
-client polls the store with back-off (1 ms growing to 50 ms).
+Waiting (``wait_for_orchestration_start`` / ``_completion`` / ``_change``) is one primitive: the
+client registers a watcher for the instance with the store, which wakes it when the instance
+changes -- at once for a commit in this process, as soon as the backend sees it for other
+processes -- and re-reads the instance then (and at least once a second, in case a
+notification was lost). Nothing polls in a tight loop.
 
 Payloads (inputs, event data, outputs) go through the data converter (JSON by default) before
 anything is written: a value that cannot be serialized raises
-:class:`~durable_core.errors.PayloadError` and the store is left untouched.
+:class:`~durable_core.errors.PayloadError` and the store is left untouched. Instance ids and
+names are checked the same way (``ValueError``/``TypeError``, nothing written).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import threading
 import time
@@ -25,26 +31,17 @@ from typing import Any, Callable, Optional, Sequence, TypeVar, Union
 
 from . import history as h
 from .backends import DEFAULT_URL, Backend, open_backend
-from .backends.base import InstanceRow, ReuseIdPolicy, WouldBlock
+from .backends.base import InstanceFilter, InstanceRow, ReuseIdPolicy, TryLater
 from .converter import DataConverter, default_converter
 from .errors import OrchestrationNotFoundError, StoreBusyError
 from .history import HistoryEvent
 from .status import OrchestrationState, OrchestrationStatus
+from .store import Store, validate_instance_id
 
 __all__ = ["Client", "AsyncClient", "QueryResult", "ReuseIdPolicy"]
 
-_PENDING = int(OrchestrationStatus.PENDING)
-_TERMINAL = frozenset(
-    int(s)
-    for s in (
-        OrchestrationStatus.COMPLETED,
-        OrchestrationStatus.FAILED,
-        OrchestrationStatus.TERMINATED,
-        OrchestrationStatus.CANCELED,
-    )
-)
-_POLL_MIN = 0.001
-_POLL_MAX = 0.05
+#: a waiter re-reads the instance at least this often even without a notification
+SAFETY_POLL = 1.0
 # the asyncio client's wait for another writer: retry at once, then every 50 us backing off to 0.5 ms
 _WRITE_RETRY_MIN = 0.00005
 _WRITE_RETRY_MAX = 0.0005
@@ -87,12 +84,29 @@ def _us(dt: Optional[datetime]) -> Optional[int]:
 
 def _statuses(
     runtime_status: Union[None, OrchestrationStatus, Sequence[OrchestrationStatus]],
-) -> Optional[list[OrchestrationStatus]]:
+) -> Optional[frozenset[OrchestrationStatus]]:
     if runtime_status is None:
         return None
     if isinstance(runtime_status, (OrchestrationStatus, int)):
-        return [OrchestrationStatus(runtime_status)]
-    return [OrchestrationStatus(s) for s in runtime_status]
+        return frozenset([OrchestrationStatus(runtime_status)])
+    return frozenset(OrchestrationStatus(s) for s in runtime_status)
+
+
+def _state_key(st: OrchestrationState) -> tuple[Any, ...]:
+    """What a watcher compares: status, last update and custom status."""
+    return (st.runtime_status, st.last_updated_at, st.serialized_custom_status)
+
+
+def _started(st: Optional[OrchestrationState]) -> bool:
+    return st is None or st.runtime_status != OrchestrationStatus.PENDING
+
+
+def _finished(st: Optional[OrchestrationState]) -> bool:
+    return st is None or st.runtime_status.is_terminal
+
+
+def _timeout_error(instance_id: str, timeout: Optional[float], what: str) -> TimeoutError:
+    return TimeoutError(f"orchestration {instance_id!r} did not {what} within {timeout} s")
 
 
 class _Core:
@@ -105,11 +119,7 @@ class _Core:
         else:
             self.backend = open_backend(store)
             self._own = True
-            # a client process (an API beside a worker process) checkpoints off its event loop
-            # too, instead of inside whichever of its commits crosses SQLite's WAL threshold
-            start_ckpt = getattr(self.backend, "start_background_checkpoints", None)
-            if start_ckpt is not None:
-                start_ckpt()
+        self.store = Store(self.backend)
         self.converter = converter or default_converter()
 
     def state(self, row: Optional[InstanceRow], fetch_payloads: bool = True) -> Optional[OrchestrationState]:
@@ -127,6 +137,7 @@ class _Core:
             failure_details=row.failure,
             parent_instance_id=row.parent_instance_id,
             execution_id=row.execution_id,
+            version=row.version,
             _converter=self.converter,
         )
 
@@ -138,138 +149,139 @@ class _Core:
         start_at: Optional[datetime],
         tags: Optional[dict[str, str]],
         reuse_policy: Optional[ReuseIdPolicy],
+        version: Optional[str] = None,
     ) -> str:
         name = _name_of(orchestrator)
-        data = self.converter.serialize(input)
+        if version is None and not isinstance(orchestrator, str):
+            version = getattr(orchestrator, "__durable_version__", None)
+        if version is not None and not isinstance(version, str):
+            raise TypeError(f"version must be a str, not {type(version).__name__}")
         if instance_id is None:
             instance_id = os.urandom(16).hex()
-        elif not isinstance(instance_id, str) or not instance_id:
-            raise ValueError("instance_id must be a non-empty string")
+        else:
+            validate_instance_id(instance_id)
         if tags is not None:
-            if not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+            if not isinstance(tags, dict) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
                 raise TypeError("tags must map str to str")
-        self.backend.create_instance(
-            instance_id,
-            name,
-            data,
-            start_at=_us(start_at),
-            tags=dict(tags) if tags else None,
-            reuse_policy=reuse_policy or ReuseIdPolicy.ERROR,
-            now=h.utc_now_us(),
+        data = self.converter.serialize(input)
+        self.store.create(
+            instance_id, name, data, version=version, start_at=_us(start_at),
+            tags=dict(tags) if tags else None, reuse_policy=reuse_policy or ReuseIdPolicy.ERROR,
         )
         return instance_id
 
-    def get_state(self, instance_id: str, fetch_payloads: bool) -> Optional[OrchestrationState]:
-        return self.state(self.backend.get_instance(instance_id), fetch_payloads)
+    def get_state(self, instance_id: str, fetch_payloads: bool = True) -> Optional[OrchestrationState]:
+        return self.state(self.store.get(instance_id, payloads=fetch_payloads), fetch_payloads)
 
     def raise_event(self, instance_id: str, event_name: str, data: Any) -> None:
         if not isinstance(event_name, str) or not event_name:
             raise ValueError("event_name must be a non-empty string")
-        payload = self.converter.serialize(data)
-        now = h.utc_now_us()
-        self.backend.enqueue_event(instance_id, h.EventRaised(-1, now, event_name, payload), now=now)
+        self.store.raise_event(instance_id, event_name, self.converter.serialize(data))
 
     def terminate(self, instance_id: str, output: Any, recursive: bool) -> None:
-        payload = self.converter.serialize(output)
-        self.backend.terminate(instance_id, payload, recursive=recursive, now=h.utc_now_us())
+        self.store.terminate(instance_id, self.converter.serialize(output), recursive=recursive)
 
     def suspend(self, instance_id: str, reason: Optional[str]) -> None:
-        payload = self.converter.serialize(reason)
-        now = h.utc_now_us()
-        self.backend.enqueue_event(instance_id, h.ExecutionSuspended(-1, now, payload), now=now)
+        self.store.suspend(instance_id, self.converter.serialize(reason))
 
     def resume(self, instance_id: str, reason: Optional[str]) -> None:
-        payload = self.converter.serialize(reason)
-        now = h.utc_now_us()
-        self.backend.enqueue_event(instance_id, h.ExecutionResumed(-1, now, payload), now=now)
+        self.store.resume(instance_id, self.converter.serialize(reason))
 
     def restart(self, instance_id: str, new_id: bool) -> str:
-        return self.backend.restart(
-            instance_id, uuid.uuid4().hex if new_id else None, now=h.utc_now_us()
-        )
+        return self.store.restart(instance_id, uuid.uuid4().hex if new_id else None)
 
     def purge(self, instance_id: str, recursive: bool) -> int:
-        return self.backend.purge(instance_id, recursive=recursive)
+        return self.store.purge(instance_id, recursive=recursive)
 
-    def purge_by(
-        self,
-        created_time_from: Optional[datetime],
-        created_time_to: Optional[datetime],
-        runtime_status: Any,
-    ) -> int:
-        return self.backend.purge_by(
-            created_from=_us(created_time_from),
-            created_to=_us(created_time_to),
-            statuses=_statuses(runtime_status),
-        )
-
-    def query(
-        self,
-        created_time_from: Optional[datetime],
-        created_time_to: Optional[datetime],
-        runtime_status: Any,
-        instance_id_prefix: Optional[str],
-        page_size: int,
-        continuation_token: Optional[str],
-        fetch_payloads: bool,
+    @staticmethod
+    def filter(
+        created_time_from: Optional[datetime] = None,
+        created_time_to: Optional[datetime] = None,
+        runtime_status: Any = None,
+        instance_id_prefix: Optional[str] = None,
         name: Optional[str] = None,
         parent_instance_id: Optional[str] = None,
-    ) -> QueryResult:
-        page = self.backend.query(
-            created_from=_us(created_time_from),
-            created_to=_us(created_time_to),
-            statuses=_statuses(runtime_status),
-            instance_id_prefix=instance_id_prefix,
-            page_size=page_size,
-            continuation_token=continuation_token,
-            fetch_payloads=fetch_payloads,
-            name=name,
-            parent_instance_id=parent_instance_id,
-        )
+    ) -> InstanceFilter:
+        return InstanceFilter(_us(created_time_from), _us(created_time_to),
+                              _statuses(runtime_status), instance_id_prefix or None, name,
+                              parent_instance_id)
+
+    def purge_by(self, flt: InstanceFilter, progress: Optional[Callable[[int], None]]) -> int:
+        return self.store.purge_by(flt, progress=progress)
+
+    def query(self, flt: InstanceFilter, page_size: int, continuation_token: Optional[str],
+              fetch_payloads: bool) -> QueryResult:
+        page = self.store.query(flt, page_size=page_size, continuation_token=continuation_token,
+                                payloads=fetch_payloads)
         return QueryResult(
             [self.state(r, fetch_payloads) for r in page.rows],  # type: ignore[misc]
             page.continuation_token,
         )
 
-    def count(
-        self,
-        created_time_from: Optional[datetime],
-        created_time_to: Optional[datetime],
-        instance_id_prefix: Optional[str],
-        name: Optional[str],
-    ) -> dict[OrchestrationStatus, int]:
-        counts = self.backend.count_by_status(
-            created_from=_us(created_time_from),
-            created_to=_us(created_time_to),
-            instance_id_prefix=instance_id_prefix,
-            name=name,
-        )
+    def count(self, flt: InstanceFilter) -> dict[OrchestrationStatus, int]:
+        counts = self.store.count(flt)
         return {s: counts.get(s, 0) for s in OrchestrationStatus}
 
     def history(self, instance_id: str) -> list[HistoryEvent]:
-        data = self.backend.get_history(instance_id)
-        if data is None:
+        events = self.store.history(instance_id)
+        if events is None:
             raise OrchestrationNotFoundError(f"no orchestration instance {instance_id!r}")
-        if not data:
-            return []
-        return list(h.decode(data))
-
-    def check(self, instance_id: str, until_terminal: bool) -> Optional[OrchestrationState]:
-        """The state if the wait is over, else None; raises for an unknown id."""
-        row = self.backend.get_instance(instance_id)
-        if row is None:
-            raise OrchestrationNotFoundError(f"no orchestration instance {instance_id!r}")
-        status = int(row.status)
-        done = status in _TERMINAL if until_terminal else status != _PENDING
-        return self.state(row) if done else None
+        return events
 
     def close(self) -> None:
         if self._own:
             self.backend.close()
 
 
-def _timeout_error(instance_id: str, timeout: Optional[float], what: str) -> TimeoutError:
-    return TimeoutError(f"orchestration {instance_id!r} did not {what} within {timeout} s")
+class _Watch:
+    """One registration of an instance watcher with the store; wakes a thread or a loop."""
+
+    def __init__(self, backend: Backend, instance_id: str,
+                 loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
+        self._backend = backend
+        self._iid = instance_id
+        self._loop = loop
+        self._event = threading.Event()
+        self._fut: Optional[asyncio.Future[None]] = None
+        backend.add_instance_watcher(instance_id, self._wake)
+
+    def _wake(self) -> None:  # any thread
+        self._event.set()
+        loop, fut = self._loop, self._fut
+        if loop is not None and fut is not None:
+            try:
+                loop.call_soon_threadsafe(_set_done, fut)
+            except RuntimeError:  # pragma: no cover - loop closed
+                pass
+
+    def arm(self) -> None:
+        """Forget earlier wake-ups: call before reading the state the wait compares against."""
+        self._event.clear()
+        if self._loop is not None:
+            self._fut = self._loop.create_future()
+            if self._event.is_set():  # pragma: no cover - woken between clear and create
+                self._fut.set_result(None)
+
+    def wait(self, timeout: float) -> None:
+        self._event.wait(timeout)
+
+    async def await_(self, timeout: float) -> None:
+        fut = self._fut
+        assert fut is not None and self._loop is not None
+        th = self._loop.call_later(timeout, _set_done, fut)
+        try:
+            await fut
+        finally:
+            th.cancel()
+
+    def close(self) -> None:
+        self._backend.remove_instance_watcher(self._iid, self._wake)
+
+
+def _set_done(fut: "asyncio.Future[None]") -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 class Client:
@@ -285,7 +297,13 @@ class Client:
 
     @property
     def backend(self) -> Backend:
+        """The store this client talks to."""
         return self._core.backend
+
+    @property
+    def converter(self) -> DataConverter:
+        """The data converter payloads go through."""
+        return self._core.converter
 
     def schedule_new_orchestration(
         self,
@@ -296,12 +314,16 @@ class Client:
         start_at: Optional[datetime] = None,
         tags: Optional[dict[str, str]] = None,
         reuse_policy: Optional[ReuseIdPolicy] = None,
+        version: Optional[str] = None,
     ) -> str:
         """Start an orchestration (at ``start_at`` if given); returns its instance id.
 
+        ``version`` is recorded in the instance's ``ExecutionStarted`` (``ctx.version``);
+        by default the version the orchestrator function was registered with, if any.
         Raises OrchestrationAlreadyExistsError if ``instance_id`` names an existing live
         instance (or any existing one, unless ``reuse_policy`` is REPLACE_IF_TERMINAL)."""
-        return self._core.schedule(orchestrator, input, instance_id, start_at, tags, reuse_policy)
+        return self._core.schedule(orchestrator, input, instance_id, start_at, tags, reuse_policy,
+                                   version)
 
     def get_orchestration_state(
         self, instance_id: str, *, fetch_payloads: bool = True
@@ -309,36 +331,38 @@ class Client:
         """The instance's current state, or ``None`` for an unknown id."""
         return self._core.get_state(instance_id, fetch_payloads)
 
-    def _wait(self, instance_id: str, timeout: Optional[float], terminal: bool) -> OrchestrationState:
+    def _wait_until(self, instance_id: str, done: Callable[[Optional[OrchestrationState]], bool],
+                    timeout: Optional[float]) -> Optional[OrchestrationState]:
+        """Read the state until ``done(state)``; the last state read (on timeout too)."""
         core = self._core
-        st = core.check(instance_id, terminal)  # the common case: no need to wait
-        if st is not None:
+        st = core.get_state(instance_id)
+        if done(st) or (timeout is not None and timeout <= 0):
             return st
         deadline = None if timeout is None else time.monotonic() + timeout
-        ev = threading.Event()
-        notifier = core.backend.notifier
-        notifier.add_waiter(instance_id, ev.set)
+        w = _Watch(core.backend, instance_id)
         try:
-            poll = _POLL_MIN
             while True:
-                ev.clear()
-                st = core.check(instance_id, terminal)
-                if st is not None:
+                w.arm()
+                st = core.get_state(instance_id)
+                if done(st):
                     return st
-                wait = poll
+                wait = SAFETY_POLL
                 if deadline is not None:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
-                        raise _timeout_error(
-                            instance_id, timeout, "complete" if terminal else "start"
-                        )
+                        return st
                     wait = min(wait, remaining)
-                if ev.wait(wait):
-                    poll = _POLL_MIN
-                else:
-                    poll = min(poll * 2, _POLL_MAX)
+                w.wait(wait)
         finally:
-            notifier.remove_waiter(instance_id, ev.set)
+            w.close()
+
+    def _wait(self, instance_id: str, timeout: Optional[float], terminal: bool) -> OrchestrationState:
+        st = self._wait_until(instance_id, _finished if terminal else _started, timeout)
+        if st is None:
+            raise OrchestrationNotFoundError(f"no orchestration instance {instance_id!r}")
+        if not (_finished(st) if terminal else _started(st)):
+            raise _timeout_error(instance_id, timeout, "complete" if terminal else "start")
+        return st
 
     def wait_for_orchestration_start(
         self, instance_id: str, *, timeout: Optional[float] = None
@@ -351,6 +375,26 @@ class Client:
     ) -> OrchestrationState:
         """Block until the instance completes, fails or is terminated."""
         return self._wait(instance_id, timeout, True)
+
+    def wait_for_orchestration_change(
+        self,
+        instance_id: str,
+        *,
+        since: Optional[OrchestrationState] = None,
+        timeout: float = 30.0,
+    ) -> Optional[OrchestrationState]:
+        """Wait until the instance's state differs from ``since``, for at most ``timeout`` s.
+
+        A change is a new status, a new last-update time or a new custom status. Returns the
+        state read last: the changed one, or the unchanged one once the time is up (a watcher's
+        normal outcome, not an error); ``None`` if the instance does not exist (or was purged
+        meanwhile). With ``since=None`` it returns the current state at once.
+        """
+        if since is None:
+            return self._core.get_state(instance_id)
+        before = _state_key(since)
+        return self._wait_until(instance_id, lambda s: s is None or _state_key(s) != before,
+                                timeout)
 
     def raise_orchestration_event(self, instance_id: str, event_name: str, *, data: Any = None) -> None:
         """Send an external event to the instance (``wait_for_external_event`` receives it)."""
@@ -388,9 +432,16 @@ class Client:
         created_time_from: Optional[datetime] = None,
         created_time_to: Optional[datetime] = None,
         runtime_status: Any = None,
+        instance_id_prefix: Optional[str] = None,
+        name: Optional[str] = None,
+        progress: Optional[Callable[[int], None]] = None,
     ) -> int:
-        """Delete finished instances matching the filters; returns how many."""
-        return self._core.purge_by(created_time_from, created_time_to, runtime_status)
+        """Delete finished instances matching the filters; returns how many.
+
+        ``progress(deleted_so_far)`` is called after each batch (for a progress bar)."""
+        flt = self._core.filter(created_time_from, created_time_to, runtime_status,
+                                instance_id_prefix, name)
+        return self._core.purge_by(flt, progress)
 
     def query_orchestrations(
         self,
@@ -411,10 +462,9 @@ class Client:
         ``name``: the orchestrator name (exact); ``parent_instance_id``: the sub-orchestrations
         of that instance; ``created_time_*``: inclusive bounds.
         """
-        return self._core.query(
-            created_time_from, created_time_to, runtime_status, instance_id_prefix, page_size,
-            continuation_token, fetch_payloads, name, parent_instance_id,
-        )
+        flt = self._core.filter(created_time_from, created_time_to, runtime_status,
+                                instance_id_prefix, name, parent_instance_id)
+        return self._core.query(flt, page_size, continuation_token, fetch_payloads)
 
     def count_orchestrations(
         self,
@@ -425,48 +475,8 @@ class Client:
         name: Optional[str] = None,
     ) -> dict[OrchestrationStatus, int]:
         """How many instances match the filters, per status (every status is a key)."""
-        return self._core.count(created_time_from, created_time_to, instance_id_prefix, name)
-
-    def wait_for_orchestration_change(
-        self,
-        instance_id: str,
-        *,
-        since: Optional[OrchestrationState] = None,
-        timeout: float = 30.0,
-    ) -> Optional[OrchestrationState]:
-        """Wait until the instance's state differs from ``since``, for at most ``timeout`` s.
-
-        A change is a new status, a new last-update time or a new custom status. Returns the
-        state read last: the changed one, or the unchanged one once the time is up (a watcher's
-        normal outcome, not an error); ``None`` if the instance does not exist (or was purged
-        meanwhile). With ``since=None`` it returns the current state at once. Woken by the
-        commit itself in this process; see the module docstring for other processes.
-        """
-        core = self._core
-        st = core.get_state(instance_id, True)
-        if since is None or st is None or _state_key(st) != _state_key(since) or timeout <= 0:
-            return st
-        before = _state_key(since)
-        deadline = time.monotonic() + timeout
-        ev = threading.Event()
-        notifier = core.backend.notifier
-        notifier.add_waiter(instance_id, ev.set)
-        try:
-            poll = _POLL_MIN
-            while True:
-                ev.clear()
-                st = core.get_state(instance_id, True)
-                if st is None or _state_key(st) != before:
-                    return st
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return st
-                if ev.wait(min(poll, remaining)):
-                    poll = _POLL_MIN
-                else:
-                    poll = min(poll * 2, _POLL_MAX)
-        finally:
-            notifier.remove_waiter(instance_id, ev.set)
+        return self._core.count(self._core.filter(created_time_from, created_time_to, None,
+                                                  instance_id_prefix, name))
 
     def get_orchestration_history(self, instance_id: str) -> list[HistoryEvent]:
         """The instance's history, decoded (HistoryCorruptError if the stored bytes are bad)."""
@@ -486,30 +496,54 @@ class Client:
 class AsyncClient:
     """The asyncio client: the methods of :class:`Client` as coroutines.
 
-    Store operations are short and run on the calling event loop; waits are woken by in-process
-    commits at once and otherwise poll with back-off without blocking the loop. A write that finds
-    another writer holding the store (a worker in another process, the checkpointer) is not
-    blocked on the lock either: it yields to the loop and tries again, up to the store's busy
-    timeout (then :class:`~durable_core.StoreBusyError`), so an HTTP server keeps answering
-    meanwhile.
+    The event loop never waits on the store. On an embedded store (SQLite) calls are short and
+    run on the loop; a write that finds another writer holding the store (a worker in another
+    process, the checkpointer) is not blocked on the lock: it yields to the loop and tries
+    again, up to the store's busy timeout (then :class:`~durable_core.StoreBusyError`). On a
+    networked store (PostgreSQL) every call runs on a small thread pool, so a slow query holds
+    up only the request that made it.
     """
 
     def __init__(
-        self, store: Union[str, Backend] = DEFAULT_URL, *, converter: Optional[DataConverter] = None
+        self, store: Union[str, Backend] = DEFAULT_URL, *, converter: Optional[DataConverter] = None,
+        max_threads: int = 8,
     ) -> None:
         self._core = _Core(store, converter)
         self._write_queue: Optional[tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = None
+        self._inline = self._core.backend.concurrency == "inline"
+        self._threads: Optional[concurrent.futures.ThreadPoolExecutor] = None
+        self._max_threads = max_threads
 
     @property
     def backend(self) -> Backend:
+        """The store this client talks to."""
         return self._core.backend
 
-    async def _write(self, op: Callable[[], _T]) -> _T:
-        """Run the store write ``op``; while another writer holds the store, wait on the loop.
+    @property
+    def converter(self) -> DataConverter:
+        """The data converter payloads go through."""
+        return self._core.converter
 
-        Writers of this client that find the store taken queue up (first come, first served)
-        behind one that retries, so a burst of requests does not poll the lock all at once.
+    async def _offload(self, op: Callable[[], _T]) -> _T:
+        if self._threads is None:
+            self._threads = concurrent.futures.ThreadPoolExecutor(
+                self._max_threads, thread_name_prefix="durable_core client")
+        return await asyncio.get_running_loop().run_in_executor(self._threads, op)
+
+    async def _read(self, op: Callable[[], _T]) -> _T:
+        if self._inline:
+            return op()
+        return await self._offload(op)
+
+    async def _write(self, op: Callable[[], _T]) -> _T:
+        """Run the store write ``op`` without blocking the loop (see the class docstring).
+
+        On an inline store, writers of this client that find the store taken queue up (first
+        come, first served) behind one that retries, so a burst of requests does not poll the
+        lock all at once.
         """
+        if not self._inline:
+            return await self._offload(op)
         backend = self._core.backend
         loop = asyncio.get_running_loop()
         queue = self._write_queue
@@ -517,17 +551,17 @@ class AsyncClient:
             queue = self._write_queue = (loop, asyncio.Lock())
         async with queue[1]:  # taken at once, without yielding, unless writers are waiting
             delay = 0.0
-            deadline = loop.time() + backend.busy_timeout
+            deadline = loop.time() + backend.write_timeout
             while True:
-                with backend.nonblocking():
+                with backend.attempt():
                     try:
                         return op()
-                    except WouldBlock:
+                    except TryLater:
                         pass
                 if loop.time() >= deadline:
                     raise StoreBusyError(
                         f"another writer held the store for longer than its busy timeout "
-                        f"({backend.busy_timeout:g} s); nothing was written"
+                        f"({backend.write_timeout:g} s); nothing was written"
                     )
                 await asyncio.sleep(delay)
                 delay = min(max(delay * 2, _WRITE_RETRY_MIN), _WRITE_RETRY_MAX)
@@ -541,66 +575,56 @@ class AsyncClient:
         start_at: Optional[datetime] = None,
         tags: Optional[dict[str, str]] = None,
         reuse_policy: Optional[ReuseIdPolicy] = None,
+        version: Optional[str] = None,
     ) -> str:
         """See :meth:`Client.schedule_new_orchestration`."""
         core = self._core
         return await self._write(
-            lambda: core.schedule(orchestrator, input, instance_id, start_at, tags, reuse_policy)
+            lambda: core.schedule(orchestrator, input, instance_id, start_at, tags, reuse_policy,
+                                  version)
         )
 
     async def get_orchestration_state(
         self, instance_id: str, *, fetch_payloads: bool = True
     ) -> Optional[OrchestrationState]:
         """See :meth:`Client.get_orchestration_state`."""
-        return self._core.get_state(instance_id, fetch_payloads)
+        return await self._read(lambda: self._core.get_state(instance_id, fetch_payloads))
+
+    async def _wait_until(self, instance_id: str,
+                          done: Callable[[Optional[OrchestrationState]], bool],
+                          timeout: Optional[float]) -> Optional[OrchestrationState]:
+        core = self._core
+        st = await self._read(lambda: core.get_state(instance_id))
+        if done(st) or (timeout is not None and timeout <= 0):
+            return st
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        w = _Watch(core.backend, instance_id, loop)
+        try:
+            while True:
+                w.arm()  # armed before the read: a commit after it wakes us
+                st = await self._read(lambda: core.get_state(instance_id))
+                if done(st):
+                    return st
+                wait = SAFETY_POLL
+                if deadline is not None:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        return st
+                    wait = min(wait, remaining)
+                await w.await_(wait)
+        finally:
+            w.close()
 
     async def _wait(
         self, instance_id: str, timeout: Optional[float], terminal: bool
     ) -> OrchestrationState:
-        core = self._core
-        st = core.check(instance_id, terminal)  # the common case: no need to wait
-        if st is not None:
-            return st
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        box: list[Optional[asyncio.Future[None]]] = [None]
-
-        def wake() -> None:
-            f = box[0]
-            if f is not None:
-                try:
-                    loop.call_soon_threadsafe(_set_done, f)
-                except RuntimeError:  # pragma: no cover - loop closed
-                    pass
-
-        notifier = core.backend.notifier
-        notifier.add_waiter(instance_id, wake)
-        try:
-            poll = _POLL_MIN
-            while True:
-                fut: asyncio.Future[None] = loop.create_future()
-                box[0] = fut
-                st = core.check(instance_id, terminal)
-                if st is not None:
-                    return st
-                wait = poll
-                if deadline is not None:
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        raise _timeout_error(
-                            instance_id, timeout, "complete" if terminal else "start"
-                        )
-                    wait = min(wait, remaining)
-                th = loop.call_later(wait, _set_done, fut)
-                await fut
-                if th.cancelled() or loop.time() < th.when():
-                    poll = _POLL_MIN
-                else:
-                    poll = min(poll * 2, _POLL_MAX)
-                th.cancel()
-        finally:
-            box[0] = None
-            notifier.remove_waiter(instance_id, wake)
+        st = await self._wait_until(instance_id, _finished if terminal else _started, timeout)
+        if st is None:
+            raise OrchestrationNotFoundError(f"no orchestration instance {instance_id!r}")
+        if not (_finished(st) if terminal else _started(st)):
+            raise _timeout_error(instance_id, timeout, "complete" if terminal else "start")
+        return st
 
     async def wait_for_orchestration_start(
         self, instance_id: str, *, timeout: Optional[float] = None
@@ -613,6 +637,24 @@ class AsyncClient:
     ) -> OrchestrationState:
         """See :meth:`Client.wait_for_orchestration_completion`."""
         return await self._wait(instance_id, timeout, True)
+
+    async def wait_for_orchestration_change(
+        self,
+        instance_id: str,
+        *,
+        since: Optional[OrchestrationState] = None,
+        timeout: float = 30.0,
+    ) -> Optional[OrchestrationState]:
+        """See :meth:`Client.wait_for_orchestration_change`; waits without blocking the loop.
+
+        Cancelling the awaiting task (a long-poll whose HTTP client hung up) stops the wait and
+        unregisters it at once.
+        """
+        if since is None:
+            return await self.get_orchestration_state(instance_id)
+        before = _state_key(since)
+        return await self._wait_until(
+            instance_id, lambda s: s is None or _state_key(s) != before, timeout)
 
     async def raise_orchestration_event(
         self, instance_id: str, event_name: str, *, data: Any = None
@@ -651,11 +693,13 @@ class AsyncClient:
         created_time_from: Optional[datetime] = None,
         created_time_to: Optional[datetime] = None,
         runtime_status: Any = None,
+        instance_id_prefix: Optional[str] = None,
+        name: Optional[str] = None,
     ) -> int:
         """See :meth:`Client.purge_orchestrations_by`."""
-        return await self._write(
-            lambda: self._core.purge_by(created_time_from, created_time_to, runtime_status)
-        )
+        flt = self._core.filter(created_time_from, created_time_to, runtime_status,
+                                instance_id_prefix, name)
+        return await self._write(lambda: self._core.purge_by(flt, None))
 
     async def query_orchestrations(
         self,
@@ -671,10 +715,10 @@ class AsyncClient:
         parent_instance_id: Optional[str] = None,
     ) -> QueryResult:
         """See :meth:`Client.query_orchestrations`."""
-        return self._core.query(
-            created_time_from, created_time_to, runtime_status, instance_id_prefix, page_size,
-            continuation_token, fetch_payloads, name, parent_instance_id,
-        )
+        flt = self._core.filter(created_time_from, created_time_to, runtime_status,
+                                instance_id_prefix, name, parent_instance_id)
+        return await self._read(
+            lambda: self._core.query(flt, page_size, continuation_token, fetch_payloads))
 
     async def count_orchestrations(
         self,
@@ -685,65 +729,18 @@ class AsyncClient:
         name: Optional[str] = None,
     ) -> dict[OrchestrationStatus, int]:
         """See :meth:`Client.count_orchestrations`."""
-        return self._core.count(created_time_from, created_time_to, instance_id_prefix, name)
-
-    async def wait_for_orchestration_change(
-        self,
-        instance_id: str,
-        *,
-        since: Optional[OrchestrationState] = None,
-        timeout: float = 30.0,
-    ) -> Optional[OrchestrationState]:
-        """See :meth:`Client.wait_for_orchestration_change`; waits without blocking the loop.
-
-        Cancelling the awaiting task (a long-poll whose HTTP client hung up) stops the wait and
-        unregisters it at once.
-        """
-        core = self._core
-        st = core.get_state(instance_id, True)
-        if since is None or st is None or _state_key(st) != _state_key(since) or timeout <= 0:
-            return st
-        before = _state_key(since)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        box: list[Optional[asyncio.Future[None]]] = [None]
-
-        def wake() -> None:  # may run on another thread (the store's committer)
-            f = box[0]
-            if f is not None:
-                try:
-                    loop.call_soon_threadsafe(_set_done, f)
-                except RuntimeError:  # pragma: no cover - loop closed
-                    pass
-
-        notifier = core.backend.notifier
-        notifier.add_waiter(instance_id, wake)
-        try:
-            poll = _POLL_MIN
-            while True:
-                fut: asyncio.Future[None] = loop.create_future()
-                box[0] = fut  # armed before the read: a commit after it wakes us
-                st = core.get_state(instance_id, True)
-                if st is None or _state_key(st) != before:
-                    return st
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    return st
-                th = loop.call_later(min(poll, remaining), _set_done, fut)
-                await fut
-                woken = loop.time() < th.when()
-                th.cancel()
-                poll = _POLL_MIN if woken else min(poll * 2, _POLL_MAX)
-        finally:
-            box[0] = None
-            notifier.remove_waiter(instance_id, wake)
+        flt = self._core.filter(created_time_from, created_time_to, None, instance_id_prefix, name)
+        return await self._read(lambda: self._core.count(flt))
 
     async def get_orchestration_history(self, instance_id: str) -> list[HistoryEvent]:
         """See :meth:`Client.get_orchestration_history`."""
-        return self._core.history(instance_id)
+        return await self._read(lambda: self._core.history(instance_id))
 
     async def close(self) -> None:
         """Close the store connection (if this client opened it)."""
+        if self._threads is not None:
+            self._threads.shutdown(wait=False)
+            self._threads = None
         self._core.close()
 
     async def __aenter__(self) -> "AsyncClient":
@@ -751,13 +748,3 @@ class AsyncClient:
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.close()
-
-
-def _state_key(st: OrchestrationState) -> tuple[Any, ...]:
-    """What a watcher compares: status, last update and custom status."""
-    return (st.runtime_status, st.last_updated_at, st.serialized_custom_status)
-
-
-def _set_done(fut: "asyncio.Future[None]") -> None:
-    if not fut.done():
-        fut.set_result(None)

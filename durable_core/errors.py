@@ -22,6 +22,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailableError",
     "StoreIncompatibleError",
+    "BackendNotAvailableError",
     "OrchestratorNotFoundError",
 ]
 
@@ -121,6 +122,11 @@ class StoreIncompatibleError(StoreError):
     """The store is not one this version can use: not a durable_core store at all (another
     application's database, a file that is not a database), or a schema newer than this
     durable_core. Nothing was changed."""
+
+
+class BackendNotAvailableError(StoreError, ValueError):
+    """The store URL cannot be used as given: an unknown scheme, a malformed URL, an unknown
+    option, or a backend whose driver is not installed; the message says how to fix it."""
 
 
 class StoreBusyError(StoreError, TimeoutError):

@@ -1058,18 +1058,8 @@ class OperationsAPI:
         """
         if timeout <= 0:
             return None
-        notifier = getattr(getattr(client, "backend", None), "notifier", None)
-        if notifier is not None and hasattr(notifier, "add_waiter"):
-            return await _watch(client, notifier, state, timeout)
-        iid = state.instance_id
-        try:
-            if state.runtime_status == OrchestrationStatus.PENDING:
-                waiter = client.wait_for_orchestration_start(iid, timeout=timeout)
-            else:
-                waiter = client.wait_for_orchestration_completion(iid, timeout=timeout)
-            return await asyncio.wait_for(waiter, timeout + 1)
-        except (TimeoutError, asyncio.TimeoutError, OrchestrationNotFoundError):
-            return None
+        return await client.wait_for_orchestration_change(
+            state.instance_id, since=state, timeout=timeout)
 
     async def _history(self, client: Any, instance_id: str) -> list[dict[str, Any]]:
         events = await client.get_orchestration_history(instance_id)

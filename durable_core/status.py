@@ -30,6 +30,14 @@ class OrchestrationStatus(enum.IntEnum):
         """True for statuses an instance never leaves by itself (completed, failed, terminated)."""
         return self in TERMINAL_STATUSES
 
+    def __str__(self) -> str:
+        # IntEnum prints as its number since Python 3.11; a status reads as what it is
+        return f"{type(self).__name__}.{self.name}"
+
+    def __format__(self, spec: str) -> str:
+        # f"{status}" follows __str__ (and takes str format specs), not int formatting
+        return format(str(self), spec)
+
 
 TERMINAL_STATUSES = frozenset(
     {
@@ -60,6 +68,8 @@ class OrchestrationState:
     failure_details: Optional[FailureDetails] = None
     parent_instance_id: Optional[str] = None
     execution_id: Optional[str] = None
+    #: the orchestration version recorded at its start (``None``: unversioned)
+    version: Optional[str] = None
     _converter: Any = field(default=None, repr=False, compare=False)
 
     def _decode(self, data: Optional[bytes]) -> Any:

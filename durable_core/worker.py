@@ -11,11 +11,18 @@ result is committed leaves the activity leased; when the lease is released (at o
 worker restarted on the same host, else when it expires) the activity runs again. Write
 activities so that running one twice is harmless.
 
-Waking up: in one process, a commit by a client wakes the dispatcher at once (in-process
-signal); delayed work (durable timers, retry back-offs, delayed starts) comes due through the
-timer service, loaded ahead from the store; changes made by other processes are found by
-polling with back-off (a short sleep that grows while idle, gated by the store's cheap
-"changed elsewhere" check).
+An activity whose instance finished or was terminated while it ran is abandoned: the store
+drops its row, the heartbeat tells the worker, an ``async def`` activity is cancelled, a sync
+one runs to its end in the background without holding one of the worker's slots, and its
+result is discarded. Activities of a finished instance are never started again.
+
+Orchestrator and activity code is user code: whatever it raises (``SystemExit`` included)
+fails that step or task, never the worker. Only a signal stops the worker.
+
+Waking up: the store pushes changes -- a commit in this process wakes the dispatcher at once,
+other processes' commits as soon as the backend sees them; delayed work (durable timers,
+retry back-offs, delayed starts) comes due through the timer service, loaded ahead from the
+store; a slow full turn every second makes up for a notification that was lost.
 """
 
 from __future__ import annotations
@@ -32,23 +39,19 @@ import time
 import uuid
 from typing import Any, Callable, Optional, Union
 
-from . import history as h
 from .backends import DEFAULT_URL, Backend, open_backend
-from .backends.base import ActivityResult, ActivityWorkItem, OrchestrationWorkItem, StepCommit
+from .backends.base import ActivityOutcome, ClaimedActivity, StepWrite
 from .converter import DataConverter, default_converter
-from .errors import HistoryCorruptError, PayloadError
+from .errors import HistoryCorruptError
 from .failure import failure_details_of
-from .history import FailureDetails
+from .history import FailureDetails, OrchestratorStarted
 from .status import TERMINAL_STATUSES, OrchestrationStatus
+from .store import Store, WorkItem
 
 __all__ = ["Worker"]
 
 log = logging.getLogger("durable_core.worker")
 
-_RUNNING = OrchestrationStatus.RUNNING
-_SUSPENDED = OrchestrationStatus.SUSPENDED
-_FAILED = OrchestrationStatus.FAILED
-_CAN = OrchestrationStatus.CONTINUED_AS_NEW
 
 
 class _ActivityPool:
@@ -60,11 +63,21 @@ class _ActivityPool:
 
     def __init__(self, size: int) -> None:
         self._size = size
+        self._extra = 0  # threads allowed beyond ``size`` while abandoned jobs occupy them
         self._q: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._idle = 0
         self._lock = threading.Lock()
         self._closed = False
+
+    def abandoned(self) -> None:
+        """A running job no longer counts against ``size`` (up to ``size`` such jobs)."""
+        with self._lock:
+            self._extra = min(self._extra + 1, self._size)
+
+    def abandoned_done(self) -> None:
+        with self._lock:
+            self._extra = max(0, self._extra - 1)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         if self._closed:
@@ -74,7 +87,7 @@ class _ActivityPool:
             if self._idle > 0:
                 self._idle -= 1  # that thread is taken by this job
                 return
-            if len(self._threads) >= self._size:
+            if len(self._threads) >= self._size + self._extra:
                 return  # all busy: the job waits for the first free thread
             t = threading.Thread(target=self._run, name="durable-activity", daemon=True)
             self._threads.append(t)
@@ -130,8 +143,8 @@ class Worker:
         max_concurrent_orchestrations: int = 100,
         lease_seconds: Optional[float] = None,
         sticky_cache_size: int = 4096,
-        max_poll_interval: float = 0.05,
         lookahead_seconds: float = 30.0,
+        safety_poll_seconds: float = 1.0,
     ) -> None:
         if max_concurrent_activities < 1 or max_concurrent_orchestrations < 1:
             raise ValueError("concurrency limits must be at least 1")
@@ -141,6 +154,7 @@ class Worker:
         else:
             self.backend = open_backend(store, lease_seconds=lease_seconds)
             self._own_backend = True
+        self.store = Store(self.backend)
         if registry is None:
             from .registry import default_registry
 
@@ -152,19 +166,20 @@ class Worker:
         self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self._sticky_size = sticky_cache_size
         self._sessions: collections.OrderedDict[tuple[str, str], Any] = collections.OrderedDict()
-        self._max_poll = max_poll_interval
         self._lookahead_us = int(lookahead_seconds * 1_000_000)
+        self._safety_poll = safety_poll_seconds
         self._executor: Any = None
         self._pool: Optional[_ActivityPool] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._loop_thread = 0
         self._timers: Any = None
         self._timer_deadlines: set[int] = set()
-        self._completions: collections.deque[ActivityResult] = collections.deque()
-        self._pending: list[OrchestrationWorkItem] = []
-        self._retry_commits: list[StepCommit] = []
-        self._inflight: dict[int, ActivityWorkItem] = {}
-        self._async_tasks: set[asyncio.Task[Any]] = set()
+        self._completions: collections.deque[ActivityOutcome] = collections.deque()
+        self._pending: list[WorkItem] = []
+        self._retry_commits: list[StepWrite] = []
+        self._inflight: dict[int, ClaimedActivity] = {}
+        self._abandoned: set[int] = set()
+        self._async_tasks: dict[int, asyncio.Task[Any]] = {}
         self._wake_fut: Optional[asyncio.Future[None]] = None
         self._wake_pending = False
         self._main_task: Optional[asyncio.Task[None]] = None
@@ -173,7 +188,7 @@ class Worker:
         self._started = False
         self._arity: dict[Any, int] = {}
         #: counters, for tests and benchmarks
-        self.stats = {"steps": 0, "activities": 0, "commits": 0, "refused": 0}
+        self.stats = {"steps": 0, "activities": 0, "commits": 0, "refused": 0, "abandoned": 0}
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -182,19 +197,15 @@ class Worker:
             raise RuntimeError("worker already started")
         from .engine import OrchestrationExecutor
 
-        self._started = True
         self._executor = OrchestrationExecutor(self.registry, self.converter)
+        self.backend.register_worker(self.owner)
+        self._started = True
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._pool = _ActivityPool(self.max_concurrent_activities)
         self._timers = _make_timer_service()
         self._timers.start()
-        now = h.utc_now_us()
-        self.backend.register_worker(self.owner, now=now)
-        start_ckpt = getattr(self.backend, "start_background_checkpoints", None)
-        if start_ckpt is not None:
-            start_ckpt()
-        self.backend.notifier.add_work_listener(self._on_work)
+        self.backend.add_work_listener(self._on_work)
         self._main_task = self._loop.create_task(self._main(), name="durable_core dispatcher")
         self._lease_task = self._loop.create_task(self._heartbeat(), name="durable_core leases")
 
@@ -204,7 +215,7 @@ class Worker:
         if not self._started or self._stopping:
             return
         self._stopping = True
-        self.backend.notifier.remove_work_listener(self._on_work)
+        self.backend.remove_work_listener(self._on_work)
         self._wake()
         if self._main_task is not None:
             try:
@@ -214,11 +225,11 @@ class Worker:
         deadline = time.monotonic() + grace
         # commit the steps leased by the last turn and the results of activities in flight
         self._turn_logged()
-        while self._inflight and time.monotonic() < deadline:
+        while self._live_inflight() and time.monotonic() < deadline:
             await self._wait_or_timeout(min(0.02, max(0.0, deadline - time.monotonic())))
             self._turn_logged()
         self._turn_logged()
-        for t in list(self._async_tasks):
+        for t in list(self._async_tasks.values()):
             t.cancel()
         if self._lease_task is not None:
             self._lease_task.cancel()
@@ -227,14 +238,17 @@ class Worker:
             except (asyncio.CancelledError, Exception):
                 pass
         await self._timers.aclose()
-        self.backend.unregister_worker(self.owner)
-        stop_ckpt = getattr(self.backend, "stop_background_checkpoints", None)
-        if stop_ckpt is not None:
-            stop_ckpt()
+        try:
+            self.backend.unregister_worker(self.owner)
+        except Exception:  # the store went away: the leases expire by themselves
+            log.exception("durable_core worker: could not release its leases")
         if self._pool is not None:
             self._pool.shutdown()
         if self._own_backend:
             self.backend.close()
+
+    def _live_inflight(self) -> int:
+        return sum(1 for i in self._inflight if i not in self._abandoned)
 
     def _turn_logged(self) -> None:
         try:
@@ -277,16 +291,9 @@ class Worker:
         if f is not None and not f.done():
             f.set_result(None)
 
-    def _on_work(self, visible_at: Optional[int]) -> None:
-        """Notifier callback, from any thread: new work was committed in this process."""
+    def _wake_threadsafe(self) -> None:
         loop = self._loop
-        if loop is None or self._stopping:
-            return
-        if visible_at is not None:
-            try:
-                loop.call_soon_threadsafe(self._schedule_timer, visible_at)
-            except RuntimeError:  # loop closed
-                pass
+        if loop is None:
             return
         if threading.get_ident() == self._loop_thread:
             self._wake()
@@ -296,6 +303,19 @@ class Worker:
                 loop.call_soon_threadsafe(self._wake)
             except RuntimeError:  # loop closed
                 pass
+
+    def _on_work(self, visible_at: Optional[int]) -> None:
+        """Store callback, from any thread: work may be ready (or due at ``visible_at``)."""
+        loop = self._loop
+        if loop is None or self._stopping:
+            return
+        if visible_at is not None:
+            try:
+                loop.call_soon_threadsafe(self._schedule_timer, visible_at)
+            except RuntimeError:  # loop closed
+                pass
+            return
+        self._wake_threadsafe()
 
     def _schedule_timer(self, visible_at_us: int) -> None:
         ms = -(-visible_at_us // 1000)
@@ -310,10 +330,6 @@ class Worker:
 
     # -- the dispatcher --------------------------------------------------------------------
     async def _main(self) -> None:
-        backend = self.backend
-        min_sleep = 0.001
-        sleep = min_sleep
-        last_full = 0.0
         last_lookahead = 0.0
         while not self._stopping:
             try:
@@ -322,28 +338,15 @@ class Worker:
                     self._load_lookahead()
                     last_lookahead = mono
                 did = self._turn()
-                last_full = mono
             except Exception:
                 log.exception("durable_core worker: dispatcher turn failed; retrying")
                 did = False
                 await asyncio.sleep(0.1)
             if did:
-                sleep = min_sleep
                 await asyncio.sleep(0)
                 continue
-            # idle: wait for an in-process signal, a timer, or poll for other processes
-            while not self._stopping:
-                woken = await self._wait_or_timeout(sleep)
-                if woken:
-                    sleep = min_sleep
-                    break
-                sleep = min(sleep * 2, self._max_poll)
-                if backend.changed_elsewhere():
-                    self._load_lookahead()
-                    last_lookahead = time.monotonic()
-                    break
-                if time.monotonic() - last_full > 1.0:
-                    break
+            # idle: the store, a timer or an activity wakes us; else a slow safety turn
+            await self._wait_or_timeout(self._safety_poll)
 
     async def _wait_or_timeout(self, timeout: float) -> bool:
         if self._completions:
@@ -367,98 +370,94 @@ class Worker:
         return woken[0]
 
     def _load_lookahead(self) -> None:
-        now = h.utc_now_us()
-        for t in self.backend.next_visible(now=now, horizon=now + self._lookahead_us):
+        horizon = self.backend.now() + self._lookahead_us
+        for t in self.backend.next_visible(horizon):
             self._schedule_timer(t)
 
     def _turn(self) -> bool:
         """One dispatcher turn; True if it did anything.
 
         Replays the instances leased by the previous turn, then one transaction commits those
-        steps and the activity results gathered meanwhile and leases the next instances and
+        steps and the activity outcomes gathered meanwhile and leases the next instances and
         activities (group commit: one transaction per turn however many items it carries).
         """
-        backend = self.backend
         pending, self._pending = self._pending, []
-        commits: list[StepCommit] = list(self._retry_commits)
+        commits: list[StepWrite] = list(self._retry_commits)
         results: list[Any] = [None] * len(commits)
         self._retry_commits = []
         if pending:
-            now = h.utc_now_us()
+            now = self.backend.now()
             for it in pending:
                 c, res = self._step(it, now)
                 commits.append(c)
                 results.append(res)
         comp = self._completions
-        completions: list[ActivityResult] = []
+        completions: list[ActivityOutcome] = []
         while comp:
             completions.append(comp.popleft())
         stopping = self._stopping
-        free = 0 if stopping else self.max_concurrent_activities - len(self._inflight)
         for r in completions:
-            self._inflight.pop(r.item.id, None)
-        free += 0 if stopping else len(completions)
+            self._inflight.pop(r.activity_id, None)
+            self._abandoned.discard(r.activity_id)
+        free = 0 if stopping else self.max_concurrent_activities - self._live_inflight()
         try:
-            refused, items, acts = backend.run_turn(
+            t = self.store.turn(
                 self.owner,
                 steps=commits,
-                completions=completions,
-                now=h.utc_now_us(),
-                orchestration_limit=0 if stopping else self.max_concurrent_orchestrations,
+                outcomes=completions,
+                instance_limit=0 if stopping else self.max_concurrent_orchestrations,
                 activity_limit=max(0, free),
             )
         except BaseException:
             # keep everything for the next turn (the leases keep it ours meanwhile)
             self._retry_commits = commits
-            for r in completions:
-                self._inflight[r.item.id] = r.item
             comp.extendleft(reversed(completions))
             raise
+        self._retry_commits = t.settlements
         if commits:
             self.stats["steps"] += len(commits)
             self.stats["commits"] += 1
         self.stats["activities"] += len(completions)
         if commits:
-            refused_ids = {id(c) for c in refused} if refused else ()
-            self.stats["refused"] += len(refused)
-            horizon = h.utc_now_us() + self._lookahead_us
+            refused_ids = {id(c) for c in t.refused} if t.refused else ()
+            self.stats["refused"] += len(t.refused)
+            horizon = self.backend.now() + self._lookahead_us
             sessions = self._sessions
             for c, res in zip(commits, results):
-                key = (c.item.instance_id, c.item.execution_id)
+                if res is None:
+                    continue
+                key = (c.instance_id, res[1])
                 if refused_ids and id(c) in refused_ids:
                     sessions.pop(key, None)
                     continue
-                sess = res.session if res is not None else None
-                if (
-                    sess is not None
-                    and c.continue_as_new is None
-                    and c.status not in TERMINAL_STATUSES
-                ):
+                sess = res[0].session
+                if sess is not None and c.new_execution_id is None and (
+                        c.status not in TERMINAL_STATUSES):
                     sessions[key] = sess
                     if len(sessions) > self._sticky_size:
                         sessions.popitem(last=False)
-                for _tid, fire_at in c.timers:
-                    if fire_at <= horizon:
-                        self._schedule_timer(fire_at)
-        self._pending = items
-        for a in acts:
+                for m in c.messages:
+                    if m.instance_id == c.instance_id and m.visible_at <= horizon:
+                        self._schedule_timer(m.visible_at)
+        self._pending = t.work
+        for a in t.activities:
             self._dispatch_activity(a)
-        return bool(commits or completions or items or acts)
+        return bool(commits or completions or t.work or t.activities or t.settlements)
 
     # -- orchestration steps ---------------------------------------------------------------
-    def _step(self, it: OrchestrationWorkItem, now: int) -> tuple[StepCommit, Any]:
+    def _step(self, it: WorkItem, now: int) -> tuple[StepWrite, Any]:
         iid = it.instance_id
         key = (iid, it.execution_id)
         try:
-            new_events = [h.OrchestratorStarted(-1, now)]
-            new_events.extend(h.decode_records(it.new_events))
+            new_events = [OrchestratorStarted(-1, now)]
+            new_events.extend(it.new_events)
             sess = self._sessions.pop(key, None)
             if sess is not None and sess.history_length == it.history_length:
                 res = sess.execute(new_events)
             else:
-                old = self.backend.load_history(iid) if it.history_length else b""
+                old = self.store.load_history(it)
                 res = self._executor.execute(iid, old, new_events)
-            return self._to_commit(it, res), res
+            return self.store.step_write(it, res), (res, it.execution_id)
         except HistoryCorruptError as exc:
             log.error("orchestration %r: corrupt history: %s", iid, exc)
             fd = FailureDetails(
@@ -469,50 +468,13 @@ class Worker:
                 None,
                 True,
             )
-            return StepCommit(it, None, 0, _FAILED, failure=fd), None
-        except Exception as exc:  # an engine bug must not take the worker down
+            return self.store.failed_write(it, fd), None
+        except BaseException as exc:  # noqa: BLE001 - user code or an engine bug: fail the instance
             log.exception("orchestration %r: replay failed", iid)
-            return StepCommit(it, None, 0, _FAILED, failure=failure_details_of(exc)), None
-
-    def _to_commit(self, it: OrchestrationWorkItem, res: Any) -> StepCommit:
-        new_history = res.new_history
-        if it.history_length == 0:
-            chunk = h.encode(new_history)
-        else:
-            chunk = h.encode_records(new_history)
-        c = StepCommit(it, chunk, len(new_history), _RUNNING, custom_status=res.custom_status)
-        comp = res.completion
-        if comp is not None:
-            status = OrchestrationStatus(comp.status)
-            if status == _CAN:
-                c.continue_as_new = (
-                    comp.result,
-                    h.encode_records(list(comp.carryover_events)) if comp.carryover_events else b"",
-                )
-                c.status = _RUNNING
-                c.history_chunk = None
-                c.history_added = 0
-                c.drop_history = True
-            else:
-                c.status = status
-                c.output = comp.result
-                c.failure = comp.failure_details
-        elif res.is_suspended:
-            c.status = _SUSPENDED
-        for a in res.actions:
-            kind = type(a).__name__
-            if kind == "ScheduleTask":
-                c.activities.append((a.id, a.name, a.input))
-            elif kind == "CreateTimer":
-                c.timers.append((a.id, a.fire_at))
-            elif kind == "CreateSubOrchestration":
-                c.sub_orchestrations.append((a.id, a.name, a.instance_id, a.input))
-            elif kind == "SendEvent":
-                c.events.append((a.instance_id, a.name, a.input))
-        return c
+            return self.store.failed_write(it, failure_details_of(exc)), None
 
     # -- activities ------------------------------------------------------------------------
-    def _dispatch_activity(self, item: ActivityWorkItem) -> None:
+    def _dispatch_activity(self, item: ClaimedActivity) -> None:
         fn = self.registry.get_activity(item.name)
         if fn is None:
             fd = FailureDetails(
@@ -523,14 +485,14 @@ class Worker:
                 None,
                 True,
             )
-            self._completions.append(ActivityResult(item, failure=fd))
+            self._completions.append(self.store.activity_outcome(item, None, fd))
             self._wake()
             return
         self._inflight[item.id] = item
         if inspect.iscoroutinefunction(fn):
             task = self._loop.create_task(self._run_async(fn, item))  # type: ignore[union-attr]
-            self._async_tasks.add(task)
-            task.add_done_callback(self._async_tasks.discard)
+            self._async_tasks[item.id] = task
+            task.add_done_callback(lambda _t, i=item.id: self._async_tasks.pop(i, None))
         else:
             self._pool.submit(self._run_sync, fn, item)  # type: ignore[union-attr]
 
@@ -552,13 +514,13 @@ class Worker:
             self._arity[fn] = n
         return n
 
-    def _activity_ctx(self, item: ActivityWorkItem) -> Any:
+    def _activity_ctx(self, item: ClaimedActivity) -> Any:
         from .context import ActivityContext
 
         return ActivityContext(item.instance_id, item.task_id, item.name)
 
-    def _run_sync(self, fn: Any, item: ActivityWorkItem) -> None:
-        """Thread-pool job: run a sync activity and hand the result to the loop."""
+    def _run_sync(self, fn: Any, item: ClaimedActivity) -> None:
+        """Thread-pool job: run a sync activity and hand the outcome to the loop."""
         try:
             ctx = self._activity_ctx(item)
             n = self._nargs(fn)
@@ -566,19 +528,15 @@ class Worker:
                 out = fn(ctx, self.converter.deserialize(item.input))
             else:
                 out = fn(ctx) if n == 1 else fn()
-            r = ActivityResult(item, result=self.converter.serialize(out))
+            r = self.store.activity_outcome(item, self.converter.serialize(out), None)
         except BaseException as exc:  # noqa: BLE001 - the failure goes to the orchestrator
-            r = ActivityResult(item, failure=failure_details_of(exc))
+            r = self.store.activity_outcome(item, None, failure_details_of(exc))
+        if item.id in self._abandoned and self._pool is not None:
+            self._pool.abandoned_done()
         self._completions.append(r)
-        loop = self._loop
-        if loop is not None and not self._wake_pending:
-            self._wake_pending = True
-            try:
-                loop.call_soon_threadsafe(self._wake)
-            except RuntimeError:  # pragma: no cover - loop closed during shutdown
-                pass
+        self._wake_threadsafe()
 
-    async def _run_async(self, fn: Any, item: ActivityWorkItem) -> None:
+    async def _run_async(self, fn: Any, item: ClaimedActivity) -> None:
         try:
             ctx = self._activity_ctx(item)
             n = self._nargs(fn)
@@ -586,27 +544,50 @@ class Worker:
                 out = await fn(ctx, self.converter.deserialize(item.input))
             else:
                 out = await (fn(ctx) if n == 1 else fn())
-            r = ActivityResult(item, result=self.converter.serialize(out))
+            r = self.store.activity_outcome(item, self.converter.serialize(out), None)
         except asyncio.CancelledError:
+            if item.id in self._abandoned:
+                return  # its instance finished: nobody waits for it
             raise
         except BaseException as exc:  # noqa: BLE001 - user code: SystemExit too fails the task
-            r = ActivityResult(item, failure=failure_details_of(exc))
+            r = self.store.activity_outcome(item, None, failure_details_of(exc))
         self._completions.append(r)
         self._wake()
 
     async def _heartbeat(self) -> None:
-        lease_s = getattr(self.backend, "lease_us", 30_000_000) / 1_000_000
         while True:
-            await asyncio.sleep(max(0.05, lease_s / 3))
+            await asyncio.sleep(max(0.05, self.backend.lease_seconds / 3))
             try:
-                self.backend.renew_leases(
-                    self.owner, now=h.utc_now_us(), activity_ids=list(self._inflight)
-                )
+                ids = list(self._inflight)
+                held = self.backend.heartbeat(self.owner, ids)
             except Exception:  # pragma: no cover - store briefly unavailable
                 log.exception("durable_core worker: lease renewal failed")
+                continue
+            for aid in ids:
+                if aid not in held and aid in self._inflight and aid not in self._abandoned:
+                    self._abandon(aid)
+
+    def _abandon(self, activity_id: int) -> None:
+        """The activity's row is gone (its instance finished) or another worker took it."""
+        item = self._inflight.get(activity_id)
+        self._abandoned.add(activity_id)
+        self.stats["abandoned"] += 1
+        task = self._async_tasks.get(activity_id)
+        if task is not None:
+            task.cancel()
+            self._inflight.pop(activity_id, None)
+            self._abandoned.discard(activity_id)
+        elif self._pool is not None:
+            self._pool.abandoned()
+            log.warning(
+                "durable_core worker: activity %r of %r is no longer wanted (its instance "
+                "finished or another worker took it over); it runs to its end in the "
+                "background and its result is discarded",
+                item.name if item else activity_id, item.instance_id if item else "?")
+        self._wake()
 
     # -- inspection ------------------------------------------------------------------------
     @property
     def inflight_activities(self) -> int:
-        """Activities running now."""
-        return len(self._inflight)
+        """Activities running now (abandoned ones not counted)."""
+        return self._live_inflight()

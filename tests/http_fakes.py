@@ -122,6 +122,8 @@ class FakeAsyncClient:
         self.schedule_calls = 0
         self.closed = False
         self.backend = _FakeBackend()
+        #: waits in progress (a cancelled long-poll must leave none behind)
+        self.watching = 0
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -243,6 +245,29 @@ class FakeAsyncClient:
         self, instance_id: str, *, timeout: Optional[float] = None
     ) -> OrchestrationState:
         return await self._wait(instance_id, lambda i: i.status in _TERMINAL, timeout)
+
+    async def wait_for_orchestration_change(
+        self, instance_id: str, *, since: Optional[OrchestrationState] = None, timeout: float = 30.0
+    ) -> Optional[OrchestrationState]:
+        """The client's wait primitive: the state once it differs from ``since``."""
+        inst = self.instances.get(instance_id)
+        if inst is None or since is None:
+            return None if inst is None else self._state(inst)
+        key = lambda st: (st.runtime_status, st.last_updated_at, st.serialized_custom_status)  # noqa: E731
+        before = key(since)
+        self.watching += 1
+        try:
+            async def loop() -> OrchestrationState:
+                while key(self._state(inst)) == before:
+                    await inst.changed.wait()
+                return self._state(inst)
+
+            try:
+                return await asyncio.wait_for(loop(), timeout)
+            except asyncio.TimeoutError:
+                return self._state(inst)
+        finally:
+            self.watching -= 1
 
     async def raise_orchestration_event(
         self, instance_id: str, event_name: str, *, data: Any = None

@@ -87,7 +87,7 @@ def test_async_wait_for_change_and_cancel(url):
             t.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await t
-            assert not rt.backend.notifier._waiters.get(iid)
+            assert rt.backend.watcher_count(iid) == 0
             loop = asyncio.get_running_loop()
             loop.call_later(0.05, lambda: asyncio.ensure_future(
                 c.raise_orchestration_event(iid, "go", data="x")))

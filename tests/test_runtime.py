@@ -376,7 +376,7 @@ def test_runtime_default_url_and_bad_urls(tmp_path, monkeypatch):
         iid = rt.client.schedule_new_orchestration(chain, input=2)
         assert rt.client.wait_for_orchestration_completion(iid, timeout=10).output == 1
     assert (tmp_path / "durable.db").exists()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError):  # BackendNotAvailableError, a ValueError
         dc.Runtime("sqlite:///:memory:")
     from durable_core.backends import BackendNotAvailableError
 
@@ -504,7 +504,7 @@ def test_async_client_waits_for_another_writer_without_blocking_its_loop(tmp_pat
     event loop: the asyncio client yields and retries until the lock is free."""
     from durable_core.backends.sqlite import SqliteBackend
 
-    backend = SqliteBackend(str(tmp_path / "a.db"), busy_timeout_s=5.0)
+    backend = SqliteBackend(str(tmp_path / "a.db"), busy_timeout=5.0)
     other = sqlite3.connect(backend.path, isolation_level=None, check_same_thread=False)
 
     later = datetime.now(timezone.utc) + timedelta(hours=1)  # stays PENDING: no worker races us
@@ -544,7 +544,7 @@ def test_async_client_waits_for_another_writer_without_blocking_its_loop(tmp_pat
 
     try:
         assert asyncio.run(main()) is S.PENDING
-        inbox = backend._conn().execute("SELECT count(*) FROM inbox WHERE instance_id='i1'")
+        inbox = other.execute("SELECT count(*) FROM inbox WHERE instance_id='i1'")
         assert inbox.fetchone()[0] == 3  # the start, the event and the termination
     finally:
         other.close()
@@ -554,7 +554,7 @@ def test_async_client_waits_for_another_writer_without_blocking_its_loop(tmp_pat
 def test_async_client_gives_up_after_the_busy_timeout(tmp_path):
     from durable_core.backends.sqlite import SqliteBackend
 
-    backend = SqliteBackend(str(tmp_path / "a.db"), busy_timeout_s=0.2)
+    backend = SqliteBackend(str(tmp_path / "a.db"), busy_timeout=0.2)
     later = datetime.now(timezone.utc) + timedelta(hours=1)
     other = sqlite3.connect(backend.path, isolation_level=None)
 

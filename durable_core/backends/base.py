@@ -1,19 +1,33 @@
-"""The storage backend interface: what the worker and the clients need from a store.
+"""The backend contract: persistence only.
 
-Everything above this module (worker, clients, runtime) talks to a :class:`Backend` only, so
-the SQLite backend (:mod:`durable_core.backends.sqlite`) and a PostgreSQL backend can be swapped
-without the rest knowing. The interface is shaped by what a server database needs too:
+A backend stores orchestration instances, their history chunks, their inboxes and the activity
+queue, and hands out leases on them. It knows nothing of what the rows *mean*: which events go
+to which instance, continue-as-new, sub-orchestrations, events to unknown or finished
+instances, terminate-before-start -- all of that is decided once, above this contract, by the
+store layer (:mod:`durable_core.store`), which gives a backend finished rows to write. A new
+backend implements :class:`Backend` and passes the conformance suite in ``tests/conformance``.
 
-- **Leases with fencing.** A worker takes orchestration instances and activity rows with a lease
-  (owner id + expiry + fencing token). A worker that crashed loses its leases when they expire
-  (or at once, when a worker on the same host sees its process is gone); a stale owner that
-  wakes up later cannot commit, because its fencing token no longer matches.
-- **Batched commits.** :meth:`Backend.commit_steps` and :meth:`Backend.complete_activities` take
-  many results and write them in one transaction (group commit).
-- **A wake-up signal.** :class:`Notifier` wakes workers and waiting clients in the same process
-  at once when something is committed; across processes a backend offers
-  :meth:`Backend.changed_elsewhere` (SQLite: ``PRAGMA data_version``; PostgreSQL: LISTEN/NOTIFY)
-  and the worker polls with back-off.
+What the contract asks of a store (a networked database as much as a file):
+
+- **Lifecycle.** ``Backend.from_url(url)`` opens (a backend is found by the URL's scheme, see
+  :mod:`durable_core.backends`); :meth:`Backend.migrate` brings the schema up to date and can
+  be run on its own (``durable-core migrate``); :meth:`Backend.close` releases connections.
+- **Leases with fencing, on the store's clock.** Work is claimed for ``lease_seconds``
+  (instances with ``fence`` incremented on every claim; activities with ``attempt``); expiry
+  is measured by the store's own clock (:meth:`Backend.now`), never a worker's, because
+  machines' clocks differ. A commit whose fence no longer matches is refused. A worker that
+  stopped heartbeating loses its leases when they expire; a backend may release them sooner
+  when it can prove the owner dead (SQLite: the owner's pid is gone on this host).
+- **Batched commits.** :meth:`Backend.run_turn` writes many steps and activity outcomes and
+  claims the next work in one transaction (group commit).
+- **Push change notification.** Work listeners and instance watchers are called (from any
+  thread) after commits -- this process's at once, other processes' as soon as the backend
+  sees them (``PRAGMA data_version`` polling for SQLite, LISTEN/NOTIFY for PostgreSQL). A
+  notification may be spurious; a missed one is made up by a slow safety poll of the waiter.
+- **Non-blocking use from asyncio.** :attr:`Backend.concurrency` says how an event loop may call
+  the backend: ``"inline"`` (short local calls; a write that would wait for another writer
+  raises :class:`TryLater` inside :meth:`Backend.attempt` instead of waiting) or
+  ``"thread"`` (calls wait on a network: hand them to a thread).
 
 Timestamps are integer microseconds since the Unix epoch (UTC), as in the history.
 """
@@ -27,7 +41,7 @@ import threading
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping, Optional, Sequence
 
 from ..history import FailureDetails
 from ..status import OrchestrationStatus
@@ -36,15 +50,22 @@ _log = logging.getLogger("durable_core.backends")
 
 __all__ = [
     "Backend",
-    "Notifier",
+    "ChangeHub",
     "ReuseIdPolicy",
     "InstanceRow",
-    "OrchestrationWorkItem",
-    "ActivityWorkItem",
-    "ActivityResult",
-    "StepCommit",
+    "InstanceFilter",
+    "Message",
+    "InboxMessage",
+    "NewInstance",
+    "ActivityWork",
+    "ActivityOutcome",
+    "StepWrite",
+    "ClaimedInstance",
+    "ClaimedActivity",
+    "Turn",
+    "StoredHistory",
     "QueryPage",
-    "WouldBlock",
+    "TryLater",
     "failure_to_json",
     "failure_from_json",
 ]
@@ -82,23 +103,139 @@ def failure_to_json(fd: Optional[FailureDetails]) -> Optional[str]:
 
 
 def failure_from_json(text: Optional[str]) -> Optional[FailureDetails]:
-    """The inverse of :func:`failure_to_json`."""
+    """The inverse of :func:`failure_to_json` (a damaged value becomes a failure saying so)."""
     if text is None:
         return None
 
     def dec(d: dict[str, Any]) -> FailureDetails:
         inner = d.get("inner")
         return FailureDetails(
-            d["type"],
-            d["message"],
+            str(d["type"]),
+            str(d["message"]),
             d.get("stack"),
             dec(inner) if inner is not None else None,
             bool(d.get("non_retriable", False)),
         )
 
-    return dec(json.loads(text))
+    try:
+        return dec(json.loads(text))
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+        return FailureDetails("StoreDataError", "the stored failure details are unreadable")
 
 
+# -- rows written -----------------------------------------------------------------------------
+@dataclass
+class Message:
+    """One inbox row to write: an event (one codec record) for an instance.
+
+    ``kind`` is the event's ``EVENT_TYPE``; ``execution_id`` limits delivery to one execution
+    of the instance (``None``: whichever execution runs when it is delivered).
+    """
+
+    instance_id: str
+    kind: int
+    visible_at: int
+    event: bytes
+    execution_id: Optional[str] = None
+
+
+@dataclass
+class NewInstance:
+    """An instance row to create, with its first inbox message (``start``).
+
+    If ``instance_id`` exists already: when its status is in ``replace_statuses`` it is
+    replaced (its history, inbox, payloads and idle activities dropped); otherwise nothing is
+    written and, if ``on_conflict`` is set, that message is delivered instead.
+    """
+
+    instance_id: str
+    execution_id: str
+    name: str
+    created_at: int
+    start: Message
+    input: Optional[bytes] = None
+    version: Optional[str] = None
+    tags: Optional[dict[str, str]] = None
+    parent_instance_id: Optional[str] = None
+    parent_task_id: int = -1
+    parent_execution_id: Optional[str] = None
+    scheduled_start_at: Optional[int] = None
+    replace_statuses: frozenset[OrchestrationStatus] = frozenset()
+    on_conflict: Optional[Message] = None
+
+
+@dataclass
+class ActivityWork:
+    """A queued activity invocation (claimed later by some worker)."""
+
+    instance_id: str
+    execution_id: str
+    task_id: int
+    name: str
+    input: Optional[bytes] = None
+    trace_context: Optional[str] = None
+
+
+@dataclass
+class ActivityOutcome:
+    """An activity finished: delete its row (if ``owner`` still holds it) and deliver ``message``."""
+
+    activity_id: int
+    message: Message
+
+
+@dataclass
+class StepWrite:
+    """Everything one orchestration step (or one settlement of undeliverable messages) writes.
+
+    Built by the store layer; a backend writes it as given, after checking that ``fence``
+    still matches the instance's lease (else the whole write is refused). After the write the
+    instance's lease is released.
+    """
+
+    instance_id: str
+    fence: int
+    status: OrchestrationStatus
+    #: update the instance row (status, history length, last update time); False for a write
+    #: that only consumes or defers messages (a settlement)
+    touch: bool = True
+    #: inbox rows this step consumed (deleted)
+    consumed: Sequence[int] = ()
+    #: delete every inbox row of the instance (a terminated-before-start instance)
+    clear_inbox: bool = False
+    #: drop the stored history first (continue-as-new), then append ``history``
+    reset_history: bool = False
+    #: codec records to append, holding ``history_added`` events, at event index ``history_base``
+    history: Optional[bytes] = None
+    history_base: int = 0
+    history_added: int = 0
+    #: write ``custom_status`` (``None`` deletes it); False leaves the stored one
+    set_custom_status: bool = False
+    custom_status: Optional[bytes] = None
+    #: write ``output`` and ``failure`` (``None`` clears); False leaves them
+    set_result: bool = False
+    output: Optional[bytes] = None
+    failure: Optional[FailureDetails] = None
+    #: continue-as-new: the instance's new execution id and input (history must be reset)
+    new_execution_id: Optional[str] = None
+    new_input: Optional[bytes] = None
+    #: delete the instance's queued and running activity rows (it finished or moved on)
+    cancel_activities: bool = False
+    #: inbox rows to insert (for this or other instances)
+    messages: list[Message] = field(default_factory=list)
+    #: inbox rows inserted only if their target instance exists (events sent to others)
+    targeted: list[Message] = field(default_factory=list)
+    #: activity invocations to queue
+    activities: list[ActivityWork] = field(default_factory=list)
+    #: instances to create (sub-orchestrations)
+    instances: list[NewInstance] = field(default_factory=list)
+    #: (inbox id, visible_at): consumed rows that are not deleted but wait until then
+    deferrals: list[tuple[int, int]] = field(default_factory=list)
+    #: store-layer bookkeeping, never persisted
+    context: Any = None
+
+
+# -- rows read --------------------------------------------------------------------------------
 @dataclass
 class InstanceRow:
     """One orchestration instance as stored (payloads are serialized bytes)."""
@@ -117,14 +254,25 @@ class InstanceRow:
     parent_task_id: int = -1
     tags: Optional[dict[str, str]] = None
     history_length: int = 0
+    version: Optional[str] = None
+    scheduled_start_at: Optional[int] = None
 
 
 @dataclass
-class OrchestrationWorkItem:
-    """An instance leased to a worker with the new events it must process.
+class InboxMessage:
+    """An inbox row as claimed: ``id`` identifies it for consumption or deferral."""
 
-    ``new_events`` is the concatenated codec records of the inbox rows (``decode_records``
-    turns it into events); ``inbox_ids`` are those rows, deleted when the step commits.
+    id: int
+    kind: int
+    visible_at: int
+    event: bytes
+    execution_id: Optional[str] = None
+
+
+@dataclass
+class ClaimedInstance:
+    """An instance leased to a worker with its visible inbox rows (in arrival order).
+
     ``fence`` is the lease's fencing token, checked at commit.
     """
 
@@ -134,17 +282,19 @@ class OrchestrationWorkItem:
     status: OrchestrationStatus
     history_length: int
     fence: int
-    inbox_ids: list[int]
-    new_events: bytes
+    messages: list[InboxMessage]
     parent_instance_id: Optional[str] = None
     parent_task_id: int = -1
     parent_execution_id: Optional[str] = None
+    version: Optional[str] = None
+    scheduled_start_at: Optional[int] = None
+    has_custom_status: bool = False
 
 
 @dataclass
-class ActivityWorkItem:
+class ClaimedActivity:
     """One activity invocation leased to a worker. At-least-once: it may run again if the
-    worker dies before its result is committed."""
+    worker dies before its outcome is committed."""
 
     id: int
     instance_id: str
@@ -153,46 +303,38 @@ class ActivityWorkItem:
     name: str
     input: Optional[bytes]
     attempt: int
+    trace_context: Optional[str] = None
 
 
 @dataclass
-class ActivityResult:
-    """The outcome of one activity: ``result`` bytes, or ``failure`` details."""
+class Turn:
+    """What :meth:`Backend.run_turn` returns: refused steps, then the newly claimed work."""
 
-    item: ActivityWorkItem
-    result: Optional[bytes] = None
-    failure: Optional[FailureDetails] = None
+    refused: list[StepWrite]
+    instances: list[ClaimedInstance]
+    activities: list[ClaimedActivity]
 
 
 @dataclass
-class StepCommit:
-    """Everything one orchestration step writes, in store-neutral form.
+class StoredHistory:
+    """An instance's history as stored: ``chunks`` of codec records, in order, and how many
+    events the store says they hold (``length``) and where each chunk starts (``starts``)."""
 
-    Built by the worker from the engine's ``ExecutionResult``; a backend writes a list of them
-    in one transaction, refusing (and reporting) those whose lease was lost.
-    """
+    length: int
+    starts: list[int]
+    chunks: list[bytes]
 
-    item: OrchestrationWorkItem
-    #: codec bytes to append (``encode`` for a first chunk, ``encode_records`` after)
-    history_chunk: Optional[bytes]
-    #: number of events in ``history_chunk``
-    history_added: int
-    status: OrchestrationStatus
-    custom_status: Optional[bytes] = None
-    output: Optional[bytes] = None
-    failure: Optional[FailureDetails] = None
-    #: (task_id, name, input)
-    activities: list[tuple[int, str, Optional[bytes]]] = field(default_factory=list)
-    #: (timer_id, fire_at_us)
-    timers: list[tuple[int, int]] = field(default_factory=list)
-    #: (task_id, name, child_instance_id, input)
-    sub_orchestrations: list[tuple[int, str, str, Optional[bytes]]] = field(default_factory=list)
-    #: (target_instance_id, event_name, input)
-    events: list[tuple[str, str, Optional[bytes]]] = field(default_factory=list)
-    #: continue-as-new: (new_input, carryover event records bytes)
-    continue_as_new: Optional[tuple[Optional[bytes], bytes]] = None
-    #: replace the whole history (used when a corrupt history fails the instance): drop chunks
-    drop_history: bool = False
+
+@dataclass(frozen=True)
+class InstanceFilter:
+    """Which instances a query, count or purge is about (every given field must match)."""
+
+    created_from: Optional[int] = None
+    created_to: Optional[int] = None
+    statuses: Optional[frozenset[OrchestrationStatus]] = None
+    instance_id_prefix: Optional[str] = None
+    name: Optional[str] = None
+    parent_instance_id: Optional[str] = None
 
 
 @dataclass
@@ -203,272 +345,265 @@ class QueryPage:
     continuation_token: Optional[str]
 
 
-class Notifier:
-    """In-process wake-up signal shared by every backend object opened on the same store.
+class TryLater(Exception):
+    """Inside :meth:`Backend.attempt`: the call would have to wait (another writer holds the
+    store). Raised before anything is written, so the call can simply be made again later."""
 
-    Workers register a callback run (from any thread) when new work may be ready; clients
-    waiting for an instance register a callback for that instance id. Callbacks must be cheap
-    and thread-safe (typically ``loop.call_soon_threadsafe`` or ``threading.Event.set``).
+
+# -- change notification ----------------------------------------------------------------------
+WorkListener = Callable[[Optional[int]], None]
+InstanceWatcher = Callable[[], None]
+
+
+class ChangeHub:
+    """Callbacks for change notification, for backends to build on.
+
+    Work listeners get ``cb(visible_at_us_or_None)`` when work was added (``visible_at`` when
+    it becomes due later); instance watchers get ``cb()`` when their instance changed.
+    Callbacks run on whichever thread noticed the change; they must be cheap and thread-safe
+    (``loop.call_soon_threadsafe``, ``threading.Event.set``) and a failing one is logged, never
+    raised into the commit that triggered it.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._work: list[Callable[[Optional[int]], None]] = []
-        self._waiters: dict[str, list[Callable[[], None]]] = {}
+        self._work: tuple[WorkListener, ...] = ()
+        self._watchers: dict[str, list[InstanceWatcher]] = {}
 
-    def add_work_listener(self, cb: Callable[[Optional[int]], None]) -> None:
-        """``cb(visible_at_us_or_None)`` runs when work was added (``visible_at`` if delayed)."""
+    # registration
+    def add_work_listener(self, cb: WorkListener) -> None:
         with self._lock:
-            self._work.append(cb)
+            self._work = self._work + (cb,)
 
-    def remove_work_listener(self, cb: Callable[[Optional[int]], None]) -> None:
+    def remove_work_listener(self, cb: WorkListener) -> None:
         with self._lock:
+            lst = list(self._work)
             try:
-                self._work.remove(cb)
+                lst.remove(cb)
+            except ValueError:
+                return
+            self._work = tuple(lst)
+
+    def add_instance_watcher(self, instance_id: str, cb: InstanceWatcher) -> None:
+        with self._lock:
+            self._watchers.setdefault(instance_id, []).append(cb)
+
+    def remove_instance_watcher(self, instance_id: str, cb: InstanceWatcher) -> None:
+        with self._lock:
+            lst = self._watchers.get(instance_id)
+            if lst is None:
+                return
+            try:
+                lst.remove(cb)
             except ValueError:
                 pass
+            if not lst:
+                del self._watchers[instance_id]
 
+    # state
+    @property
+    def has_work_listeners(self) -> bool:
+        return bool(self._work)
+
+    def watched_ids(self) -> list[str]:
+        """Instance ids with at least one watcher (a snapshot)."""
+        with self._lock:
+            return list(self._watchers)
+
+    def watcher_count(self, instance_id: Optional[str] = None) -> int:
+        """Watchers registered (for one instance, or in all)."""
+        with self._lock:
+            if instance_id is not None:
+                return len(self._watchers.get(instance_id, ()))
+            return sum(len(v) for v in self._watchers.values())
+
+    @property
+    def idle(self) -> bool:
+        return not self._work and not self._watchers
+
+    # delivery
     def work_added(self, visible_at: Optional[int] = None) -> None:
-        """Tell the workers of this process that work was committed."""
-        for cb in tuple(self._work):
+        for cb in self._work:
             try:
                 cb(visible_at)
             except Exception:  # a listener's failure must not fail the committed call
                 _log.exception("durable_core: work listener failed")
 
-    def add_waiter(self, instance_id: str, cb: Callable[[], None]) -> None:
-        """``cb()`` runs whenever the instance's stored state changes."""
-        with self._lock:
-            self._waiters.setdefault(instance_id, []).append(cb)
-
-    def remove_waiter(self, instance_id: str, cb: Callable[[], None]) -> None:
-        with self._lock:
-            lst = self._waiters.get(instance_id)
-            if lst is not None:
-                try:
-                    lst.remove(cb)
-                except ValueError:
-                    pass
-                if not lst:
-                    del self._waiters[instance_id]
-
     def instances_changed(self, instance_ids: Iterable[str]) -> None:
-        """Wake clients waiting on any of ``instance_ids``."""
-        waiters = self._waiters
-        if not waiters:
+        watchers = self._watchers
+        if not watchers:
             return
         for iid in instance_ids:
-            lst = waiters.get(iid)
+            lst = watchers.get(iid)
             if lst:
                 for cb in tuple(lst):
                     try:
                         cb()
                     except Exception:  # e.g. the waiter's event loop is closed
-                        _log.exception("durable_core: instance waiter failed")
+                        _log.exception("durable_core: instance watcher failed")
 
 
-class WouldBlock(Exception):
-    """A write inside :meth:`Backend.nonblocking` found another writer holding the store's lock.
-
-    Raised before anything is written, so the call can simply be made again; the asyncio client
-    waits for that on its event loop instead of blocking the loop on the lock.
-    """
-
-
+# -- the contract -----------------------------------------------------------------------------
 class Backend(ABC):
     """A durable store of orchestration instances, histories, inboxes and activity queues.
 
-    Methods are synchronous and thread-safe (each thread gets its own connection where the
-    driver needs it); the worker calls them on its event loop thread because they are short.
+    Methods are synchronous and thread-safe. See the module docstring for the contract as a
+    whole; the conformance suite (``tests/conformance``) is its executable form.
     """
 
-    #: the store's URL
+    #: URL schemes this backend opens (``sqlite``; ``postgresql``, ``postgres``)
+    schemes: ClassVar[tuple[str, ...]] = ()
+    #: documented URL query options: name -> one line of help (the backend parses them)
+    options: ClassVar[Mapping[str, str]] = {}
+    #: how an event loop calls this backend: ``"inline"`` or ``"thread"`` (module docstring)
+    concurrency: ClassVar[str] = "thread"
+
+    #: the store's URL (without a password)
     url: str
-    #: in-process wake-ups for this store
-    notifier: Notifier
+    #: seconds a claim lasts without a heartbeat
+    lease_seconds: float
+    #: seconds a call may wait for another writer before it fails with StoreBusyError
+    write_timeout: float = 30.0
 
-    @property
-    def busy_timeout(self) -> float:
-        """Seconds a write waits for another writer before it fails with StoreBusyError."""
-        return 30.0
+    # -- lifecycle ---------------------------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def from_url(cls, url: str, options: Mapping[str, str], *, migrate: bool = True) -> "Backend":
+        """Open the store named by ``url`` with the URL's (and the caller's) ``options``.
 
-    @contextmanager
-    def nonblocking(self) -> Iterator[None]:
-        """Within the block, a write on this thread that would wait for another writer raises
-        :class:`WouldBlock` at once, having written nothing. A store that cannot tell keeps
-        waiting as usual (the default)."""
-        yield
+        ``migrate``: bring the schema up to date (creating the store if it is empty); without
+        it an out-of-date schema raises :class:`~durable_core.errors.StoreIncompatibleError`.
+        Unknown options, unreachable or foreign stores raise a ``StoreError`` naming the store.
+        """
 
     @abstractmethod
     def migrate(self) -> tuple[int, int]:
         """Bring the store's schema up to date (idempotent); returns (version before, now)."""
 
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections and background threads; the backend is unusable afterwards."""
+
+    def now(self) -> int:
+        """The store's clock, in microseconds (lease expiry and due times are judged by it)."""
+        from ..history import utc_now_us
+
+        return utc_now_us()
+
+    @contextmanager
+    def attempt(self) -> Iterator[None]:
+        """Within the block, a write on this thread that would wait for another writer raises
+        :class:`TryLater` at once, having written nothing. A backend that cannot tell keeps
+        waiting as usual (the default)."""
+        yield
+
+    # -- change notification ------------------------------------------------------------------
+    @abstractmethod
+    def add_work_listener(self, cb: WorkListener) -> None:
+        """``cb(visible_at_or_None)`` whenever work may be ready (see :class:`ChangeHub`)."""
+
+    @abstractmethod
+    def remove_work_listener(self, cb: WorkListener) -> None:
+        """Stop calling ``cb``."""
+
+    @abstractmethod
+    def add_instance_watcher(self, instance_id: str, cb: InstanceWatcher) -> None:
+        """``cb()`` whenever the stored state of ``instance_id`` may have changed."""
+
+    @abstractmethod
+    def remove_instance_watcher(self, instance_id: str, cb: InstanceWatcher) -> None:
+        """Stop calling ``cb`` for ``instance_id``."""
+
+    @abstractmethod
+    def watcher_count(self, instance_id: Optional[str] = None) -> int:
+        """Instance watchers registered (for one instance, or in all): for diagnostics and for
+        tests that check a cancelled wait left nothing behind."""
+
     # -- client side -------------------------------------------------------------------------
     @abstractmethod
-    def create_instance(
-        self,
-        instance_id: str,
-        name: str,
-        input: Optional[bytes],
-        *,
-        start_at: Optional[int],
-        tags: Optional[dict[str, str]],
-        reuse_policy: ReuseIdPolicy,
-        now: int,
-    ) -> None:
-        """Create an instance (PENDING) and queue its ExecutionStarted (visible at ``start_at``).
+    def create_instance(self, new: NewInstance) -> Optional[OrchestrationStatus]:
+        """Create (or replace, see :class:`NewInstance`) an instance with its start message.
 
-        Raises OrchestrationAlreadyExistsError per ``reuse_policy``."""
+        Returns ``None`` when written, else the status of the existing instance that stood
+        in the way (nothing written)."""
 
     @abstractmethod
-    def get_instance(self, instance_id: str) -> Optional[InstanceRow]:
-        """The stored instance, or ``None``."""
+    def enqueue(self, messages: Sequence[Message]) -> list[bool]:
+        """Insert inbox rows for existing instances in one transaction; per message, whether
+        its instance exists (rows for unknown instances are not written)."""
 
     @abstractmethod
-    def get_status(self, instance_id: str) -> Optional[int]:
-        """Only the status value (cheap, for waiting clients), or ``None`` for an unknown id."""
+    def get_instance(self, instance_id: str, *, payloads: bool = True) -> Optional[InstanceRow]:
+        """The stored instance (without input/output/custom status/tags unless ``payloads``),
+        or ``None``."""
 
     @abstractmethod
     def get_instances(self, instance_ids: Sequence[str]) -> dict[str, InstanceRow]:
-        """Several instances at once (missing ids are absent from the result)."""
-
-    @abstractmethod
-    def enqueue_event(self, instance_id: str, event: Any, *, now: int) -> None:
-        """Queue ``event`` (EventRaised, ExecutionSuspended, ExecutionResumed...) for an instance.
-
-        Raises OrchestrationNotFoundError for an unknown id."""
-
-    @abstractmethod
-    def terminate(
-        self, instance_id: str, reason: Optional[bytes], *, recursive: bool, now: int
-    ) -> None:
-        """Queue ExecutionTerminated for the instance (and its live children if ``recursive``)."""
-
-    @abstractmethod
-    def restart(self, instance_id: str, new_instance_id: Optional[str], *, now: int) -> str:
-        """Start the instance again with its original input; returns the id used."""
-
-    @abstractmethod
-    def purge(self, instance_id: str, *, recursive: bool) -> int:
-        """Delete a terminal instance (and its children): returns the number deleted."""
-
-    @abstractmethod
-    def purge_by(
-        self,
-        *,
-        created_from: Optional[int],
-        created_to: Optional[int],
-        statuses: Optional[Sequence[OrchestrationStatus]],
-    ) -> int:
-        """Delete terminal instances matching the filters; returns the number deleted."""
+        """Several instances with payloads (missing ids are absent from the result)."""
 
     @abstractmethod
     def query(
         self,
+        flt: InstanceFilter,
         *,
-        created_from: Optional[int],
-        created_to: Optional[int],
-        statuses: Optional[Sequence[OrchestrationStatus]],
-        instance_id_prefix: Optional[str],
         page_size: int,
         continuation_token: Optional[str],
-        fetch_payloads: bool = True,
-        name: Optional[str] = None,
-        parent_instance_id: Optional[str] = None,
+        payloads: bool = True,
     ) -> QueryPage:
-        """Instances ordered by creation time, one page at a time."""
+        """Instances matching ``flt`` ordered by (creation time, id), one page at a time.
+
+        A malformed token raises ``ValueError``."""
 
     @abstractmethod
-    def count_by_status(
-        self,
-        *,
-        created_from: Optional[int],
-        created_to: Optional[int],
-        instance_id_prefix: Optional[str],
-        name: Optional[str],
-    ) -> dict[OrchestrationStatus, int]:
+    def count(self, flt: InstanceFilter) -> dict[OrchestrationStatus, int]:
         """How many instances match, per status (statuses with none may be absent)."""
 
     @abstractmethod
-    def get_history(self, instance_id: str) -> Optional[bytes]:
-        """The instance's encoded history (``None`` for an unknown id)."""
+    def load_history(self, instance_id: str) -> Optional[StoredHistory]:
+        """The instance's stored history chunks (``None`` for an unknown id)."""
+
+    @abstractmethod
+    def delete_instances(
+        self, instance_ids: Sequence[str], *, statuses: frozenset[OrchestrationStatus]
+    ) -> list[str]:
+        """Delete those of ``instance_ids`` whose status is in ``statuses``, with everything
+        they own (history, inbox, payloads, activities); returns the ids deleted."""
 
     # -- worker side -------------------------------------------------------------------------
     @abstractmethod
-    def register_worker(self, owner: str, *, now: int) -> None:
-        """Record a worker (for lease recovery) and release leases of dead workers on this host."""
+    def register_worker(self, owner: str) -> None:
+        """Record a live worker; a backend may release the leases of workers it can prove dead."""
 
     @abstractmethod
     def unregister_worker(self, owner: str) -> None:
         """Release every lease ``owner`` holds and forget the worker."""
 
     @abstractmethod
-    def renew_leases(self, owner: str, *, now: int, activity_ids: Sequence[int] = ()) -> None:
-        """Heartbeat: extend ``owner``'s leases on the activities it is running."""
+    def heartbeat(self, owner: str, activity_ids: Sequence[int]) -> set[int]:
+        """Extend ``owner``'s leases on the activities it runs; returns the ids it still holds
+        (an activity whose row is gone -- its instance finished or was terminated -- or whose
+        lease another worker took is not in the result)."""
 
     @abstractmethod
-    def fetch_orchestrations(
-        self, owner: str, *, now: int, limit: int
-    ) -> list[OrchestrationWorkItem]:
-        """Lease up to ``limit`` instances that have visible inbox events."""
+    def release_activities(self, owner: str, activity_ids: Sequence[int]) -> None:
+        """Give up leases on activities that will not finish here (graceful shutdown)."""
 
     @abstractmethod
-    def load_history(self, instance_id: str) -> bytes:
-        """The instance's encoded history (``b""`` when it has none yet)."""
-
-    @abstractmethod
-    def commit_steps(self, owner: str, steps: Sequence[StepCommit], *, now: int) -> list[StepCommit]:
-        """Write ``steps`` in one transaction; return the steps refused (lease lost)."""
-
-    @abstractmethod
-    def fetch_activities(self, owner: str, *, now: int, limit: int) -> list[ActivityWorkItem]:
-        """Lease up to ``limit`` queued activity invocations."""
-
-    @abstractmethod
-    def complete_activities(
-        self, owner: str, results: Sequence[ActivityResult], *, now: int
-    ) -> int:
-        """Commit activity outcomes in one transaction (results of lost leases are dropped);
-        returns the number accepted."""
-
     def run_turn(
         self,
         owner: str,
         *,
-        steps: Sequence[StepCommit],
-        completions: Sequence[ActivityResult],
-        now: int,
-        orchestration_limit: int,
+        steps: Sequence[StepWrite],
+        outcomes: Sequence[ActivityOutcome],
+        instance_limit: int,
         activity_limit: int,
-    ) -> tuple[list[StepCommit], list[OrchestrationWorkItem], list[ActivityWorkItem]]:
-        """One dispatcher turn: commit ``steps`` and ``completions``, then lease the next
-        instances and activities. Returns (refused steps, instances, activities).
-
-        Backends should do it in one transaction (group commit); this default composes the
-        single-purpose methods."""
-        refused = self.commit_steps(owner, steps, now=now) if steps else []
-        if completions:
-            self.complete_activities(owner, completions, now=now)
-        items = (
-            self.fetch_orchestrations(owner, now=now, limit=orchestration_limit)
-            if orchestration_limit > 0
-            else []
-        )
-        acts = (
-            self.fetch_activities(owner, now=now, limit=activity_limit)
-            if activity_limit > 0
-            else []
-        )
-        return refused, items, acts
+    ) -> Turn:
+        """One dispatcher turn in one transaction: write ``steps`` (refusing those whose fence
+        no longer matches) and ``outcomes`` (dropping those of activities ``owner`` no longer
+        holds), then claim up to ``instance_limit`` instances with visible inbox rows (each
+        with all of its visible rows, in arrival order) and up to ``activity_limit`` queued
+        activities."""
 
     @abstractmethod
-    def next_visible(self, *, now: int, horizon: int) -> list[int]:
-        """Distinct ``visible_at`` times of delayed inbox rows due in ``(now, horizon]``."""
-
-    @abstractmethod
-    def changed_elsewhere(self) -> bool:
-        """True if another process (connection) committed since the last call."""
-
-    @abstractmethod
-    def close(self) -> None:
-        """Release connections."""
+    def next_visible(self, horizon: int) -> list[int]:
+        """Distinct ``visible_at`` times of inbox rows not yet due, up to ``horizon``."""
