@@ -50,6 +50,16 @@ class Runtime:
         lease = worker_options.pop("lease_seconds", None)
         self.url = url
         self.backend = open_backend(url, lease_seconds=lease)
+        try:
+            self._init(registry, converter, max_concurrent_activities,
+                       max_concurrent_orchestrations, worker_options)
+        except BaseException:
+            self.backend.close()
+            raise
+
+    def _init(self, registry: Any, converter: Optional[DataConverter],
+              max_concurrent_activities: int, max_concurrent_orchestrations: int,
+              worker_options: dict[str, Any]) -> None:
         self.worker = Worker(
             self.backend,
             registry=registry,
@@ -100,6 +110,7 @@ class Runtime:
         if error:
             self._mode = None
             self._thread.join()
+            self._close()  # nothing left running or open behind a failed start
             raise error[0]
 
     def stop(self, grace: float = 30.0) -> None:
@@ -140,6 +151,7 @@ class Runtime:
             await self.worker.start()
         except BaseException:
             self._mode = None
+            self._close()
             raise
 
     async def astop(self, grace: float = 30.0) -> None:
