@@ -244,6 +244,42 @@ class FakeAsyncClient:
     ) -> OrchestrationState:
         return await self._wait(instance_id, lambda i: i.status in _TERMINAL, timeout)
 
+    async def wait_for_orchestration_change(
+        self, instance_id: str, *, since: Optional[OrchestrationState] = None, timeout: float = 30.0
+    ) -> Optional[OrchestrationState]:
+        """The contract's wait primitive: the state once it differs from ``since`` (status,
+        last update, custom status), the unchanged one at the deadline, None when gone."""
+        inst = self.instances.get(instance_id)
+        if inst is None:
+            return None
+
+        def key(st: OrchestrationState) -> tuple:
+            return (st.runtime_status, st.last_updated_at, st.serialized_custom_status)
+
+        st = self._state(inst)
+        if since is None or key(st) != key(since) or timeout <= 0:
+            return st
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        woken = asyncio.Event()
+        self.backend.notifier.add_waiter(instance_id, woken.set)
+        try:
+            while True:
+                woken.clear()
+                inst = self.instances.get(instance_id)
+                if inst is None:
+                    return None
+                st = self._state(inst)
+                remaining = deadline - loop.time()
+                if key(st) != key(since) or remaining <= 0:
+                    return st
+                try:
+                    await asyncio.wait_for(woken.wait(), remaining)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            self.backend.notifier.remove_waiter(instance_id, woken.set)
+
     async def raise_orchestration_event(
         self, instance_id: str, event_name: str, *, data: Any = None
     ) -> None:

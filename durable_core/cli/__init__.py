@@ -1,0 +1,1 @@
+"""The ``durable-core`` command line (also ``python -m durable_core``)."""
