@@ -32,6 +32,8 @@ __all__ = [
     "state_record",
     "event_record",
     "timeline",
+    "summary_text",
+    "children_of",
 ]
 
 #: The key that marks a payload the data converter could not decode.
@@ -351,3 +353,24 @@ def children_of(states: Iterable[OrchestrationState]) -> list[dict[str, Any]]:
         {"instanceId": s.instance_id, "name": s.name, "runtimeStatus": status_name(s.runtime_status)}
         for s in states
     ]
+
+
+def summary_text(state: OrchestrationState) -> str:
+    """One line that says how it went: the failure, the output or reason of a finished
+    instance, the custom status (progress) of one still going."""
+    import json
+
+    s = state.runtime_status
+    if s == OrchestrationStatus.FAILED and state.failure_details is not None:
+        fd = state.failure_details
+        return f"{fd.error_type}: {fd.message}"
+    attr = "output" if s.is_terminal else "custom_status"
+    v = state_value(state, attr)
+    if v is None:
+        return ""
+    if isinstance(v, dict) and UNDECODABLE in v:
+        return f"<undecodable: {v.get('error', '')}>"
+    try:
+        return json.dumps(v, ensure_ascii=False, default=repr)
+    except (ValueError, TypeError):
+        return repr(v)
