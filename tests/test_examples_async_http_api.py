@@ -312,6 +312,7 @@ async def test_uvicorn_serves_app_py(tmp_path: Any) -> None:
     finally:
         out = stop(proc)
     assert f"{base}/api/start-operation" in out  # the banner says where to curl
+    assert f"{base}/dashboard/" in out  # and where the dashboard is
 
 
 async def poll_generic(http: httpx.AsyncClient, url: str) -> dict:

@@ -328,8 +328,7 @@ def timeline(
             elif span["kind"] == "suspended":
                 span["outcome"] = "pending"
             else:
-                span["outcome"] = left if span["kind"] != "orchestration" else (
-                    "running" if running else span["outcome"])
+                span["outcome"] = left
     start = spans[0]["start"] if spans else None
     end = now_us if running and now_us is not None else last_ts
     return {"spans": spans, "start": start, "end": end, "events": len(events)}

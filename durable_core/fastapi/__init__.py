@@ -65,6 +65,7 @@ from .lifespans import LifespanFactory, client_lifespan, runtime_lifespan
 from .middleware import BodySizeLimitMiddleware
 from .operations import OperationsAPI, OrchestratorRef, add_head_routes
 from .problems import PROBLEM_MEDIA_TYPE, ProblemError, install_problem_handlers, problem_response
+from .dashboard import dashboard
 
 __all__ = [
     "OperationsAPI",
@@ -90,4 +91,5 @@ __all__ = [
     "validate_input",
     "base_url",
     "add_head_routes",
+    "dashboard",
 ]

@@ -473,7 +473,7 @@ class OperationsAPI:
                 pending = [t for t in (waiter, gone) if not t.done()]
                 for t in pending:
                     t.cancel()
-                # let the cancelled wait unregister from the store's notifier before answering
+                # let the cancelled wait finish (it unregisters itself) before answering
                 await asyncio.gather(*pending, return_exceptions=True)
             if not waiter.done() or waiter.cancelled():
                 # the client hung up: stop waiting (nobody reads this answer)
