@@ -1,10 +1,13 @@
 # Entry points for a fresh machine (Python 3.10+ and a C compiler); each installs what it needs.
-#   make run       -- the asynchronous HTTP API sample on the embedded SQLite store (port 8000)
+#   make run       -- the asynchronous HTTP API sample on the embedded SQLite store (port 8000),
+#                     with the dashboard at /dashboard/ (it prints the URLs)
 #   make test      -- the whole test suite
 # More:
 #   make sanitize  -- build the extension with ASan+UBSan and run the C-facing tests under it
 #   make fuzz      -- run the history-codec fuzzer for FUZZ_SECONDS
 #   make bench     -- the benchmark tables (installs the alternatives measured against)
+#   make dashboard -- the dashboard alone on $(DB) (DASHBOARD_PORT, default 8080; read-only
+#                     unless DURABLE_CORE_DASHBOARD_KEY is set)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -15,7 +18,9 @@ FUZZ_SECONDS ?= 60
 ASAN_DIR := build/asan
 C_FACING_TESTS := tests/test_codec*.py tests/test_timer*.py tests/test_engine*.py
 
-.PHONY: run test sanitize fuzz bench clean
+DASHBOARD_PORT ?= 8080
+
+.PHONY: run dashboard test sanitize fuzz bench clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard csrc/*.c csrc/*.h)
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +30,9 @@ $(STAMP): pyproject.toml setup.py $(wildcard csrc/*.c csrc/*.h)
 
 run: $(STAMP)
 	$(PY) examples/async_http_api/app.py --db $(DB) --port $(PORT)
+
+dashboard: $(STAMP)
+	$(VENV)/bin/durable-core dashboard --store $(DB) --port $(DASHBOARD_PORT)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -122,8 +122,6 @@ class FakeAsyncClient:
         self.schedule_calls = 0
         self.closed = False
         self.backend = _FakeBackend()
-        #: waits in progress (a cancelled long-poll must leave none behind)
-        self.watching = 0
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -249,25 +247,38 @@ class FakeAsyncClient:
     async def wait_for_orchestration_change(
         self, instance_id: str, *, since: Optional[OrchestrationState] = None, timeout: float = 30.0
     ) -> Optional[OrchestrationState]:
-        """The client's wait primitive: the state once it differs from ``since``."""
+        """The contract's wait primitive: the state once it differs from ``since`` (status,
+        last update, custom status), the unchanged one at the deadline, None when gone."""
         inst = self.instances.get(instance_id)
-        if inst is None or since is None:
-            return None if inst is None else self._state(inst)
-        key = lambda st: (st.runtime_status, st.last_updated_at, st.serialized_custom_status)  # noqa: E731
-        before = key(since)
-        self.watching += 1
-        try:
-            async def loop() -> OrchestrationState:
-                while key(self._state(inst)) == before:
-                    await inst.changed.wait()
-                return self._state(inst)
+        if inst is None:
+            return None
 
-            try:
-                return await asyncio.wait_for(loop(), timeout)
-            except asyncio.TimeoutError:
-                return self._state(inst)
+        def key(st: OrchestrationState) -> tuple:
+            return (st.runtime_status, st.last_updated_at, st.serialized_custom_status)
+
+        st = self._state(inst)
+        if since is None or key(st) != key(since) or timeout <= 0:
+            return st
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        woken = asyncio.Event()
+        self.backend.notifier.add_waiter(instance_id, woken.set)
+        try:
+            while True:
+                woken.clear()
+                inst = self.instances.get(instance_id)
+                if inst is None:
+                    return None
+                st = self._state(inst)
+                remaining = deadline - loop.time()
+                if key(st) != key(since) or remaining <= 0:
+                    return st
+                try:
+                    await asyncio.wait_for(woken.wait(), remaining)
+                except asyncio.TimeoutError:
+                    pass
         finally:
-            self.watching -= 1
+            self.backend.notifier.remove_waiter(instance_id, woken.set)
 
     async def raise_orchestration_event(
         self, instance_id: str, event_name: str, *, data: Any = None

@@ -616,5 +616,7 @@ async def test_bind_after_install_and_on_a_router(backend: str, tmp_path: Any) -
 
 def _watching(client) -> int:
     """Waits still registered: the fake counts its own; a real client's store counts watchers."""
-    fake = getattr(client, "watching", None)
-    return fake if isinstance(fake, int) else client.backend.watcher_count()
+    notifier = getattr(client.backend, "notifier", None)  # the in-memory fake's
+    if notifier is not None:
+        return sum(len(v) for v in notifier.waiters.values())
+    return client.backend.watcher_count()

@@ -2,7 +2,7 @@
 
     python examples/async_http_api/app.py --db sqlite:///durable.db --port 8000
 
-serves the ported Durable Task SDK routes (``client.py``: ``/api/start-operation``,
+serves the dashboard at ``/dashboard/`` and the ported Durable Task SDK routes (``client.py``: ``/api/start-operation``,
 ``/api/operations/{id}``, ``/api/process``, ``/api/status/{id}``, ``/api/result/{id}``) and the
 generic operations router (``generic_router.py``: ``/api/jobs``, ``/operations/...``), with the
 worker (``worker.py``'s orchestration and activity) running on the server's event loop.
@@ -23,16 +23,19 @@ import client  # noqa: E402  (the HTTP routes)
 import generic_router  # noqa: E402  (the generic router and its orchestration)
 import worker  # noqa: E402,F401  (registers the sample's orchestration and activity)
 
-from durable_core.fastapi import runtime_lifespan  # noqa: E402
+from durable_core.fastapi import APIKeyAuth, dashboard, runtime_lifespan  # noqa: E402
 
 
 def create_app(
     db: str = "sqlite:///durable.db", api_key: Optional[str] = None, **runtime_options: Any
 ) -> FastAPI:
     """Both samples' routes on one app whose lifespan runs the runtime in process
-    (``runtime_options`` go to :func:`durable_core.fastapi.runtime_lifespan`)."""
+    (``runtime_options`` go to :func:`durable_core.fastapi.runtime_lifespan`), and the
+    dashboard at ``/dashboard``, its actions behind the management routes' API key."""
     app = client.create_app(runtime_lifespan(db, **runtime_options))
-    generic_router.build_api(api_key or generic_router.api_key_from_env()).install(app)
+    auth = APIKeyAuth(api_key or generic_router.api_key_from_env())
+    generic_router.build_api("", auth=auth).install(app)
+    app.mount("/dashboard", dashboard(auth=auth, title="async HTTP API sample"))
     return app
 
 
@@ -43,6 +46,7 @@ def banner(base: str, db: str, key: str) -> str:
         [
             f"durable_core async HTTP API sample on {base}  (store {db}, worker in this process)",
             f"  API docs:        {base}/docs",
+            f"  dashboard:       {base}/dashboard/   (open {base}/dashboard/#key={key} to use its actions)",
             f"  management key:  {key}   (X-API-Key header; set DURABLE_API_KEY to choose it)",
             "  try:",
             f"    curl -i -X POST {base}/api/start-operation {j} -d '{{\"processing_time\": 10}}'",

@@ -30,24 +30,21 @@ from pydantic import BaseModel, ConfigDict, Field
 from durable_core.fastapi import (
     ID_SCHEMA,
     BodySizeLimitMiddleware,
-    base_url,
     ProblemError,
+    add_head_routes,
+    base_url,
     client_lifespan,
     install_problem_handlers,
     is_valid_instance_id,
+    read_model,
     runtime_status_name,
+    safe_payload,
 )
-from durable_core.status import OrchestrationState, OrchestrationStatus
+from durable_core.status import TERMINAL_STATUSES, OrchestrationState, OrchestrationStatus
 
 ORCHESTRATOR = "async_http_api_orchestrator"
 RETRY_AFTER = "1"
 MAX_BODY_BYTES = 64 * 1024
-_FINISHED = {
-    OrchestrationStatus.COMPLETED,
-    OrchestrationStatus.FAILED,
-    OrchestrationStatus.TERMINATED,
-    OrchestrationStatus.CANCELED,
-}
 
 
 class OperationRequest(BaseModel):
@@ -98,8 +95,10 @@ LOOKUP_ERRORS: dict = {
     404: {"description": "unknown operation"},
 }
 START_ERRORS: dict = {
-    400: {"description": "malformed body"},
+    400: {"description": "malformed JSON body"},
     413: {"description": "body too large"},
+    415: {"description": "the body is not JSON"},
+    422: {"description": "the body does not fit the request model"},
 }
 OperationId = Path(..., description="the id returned by the start call", json_schema_extra=ID_SCHEMA)
 
@@ -122,13 +121,13 @@ def _error(state: OrchestrationState) -> Optional[str]:
         d = state.failure_details
         return f"{d.error_type}: {d.message}" if d else "the operation failed"
     if state.runtime_status in (OrchestrationStatus.TERMINATED, OrchestrationStatus.CANCELED):
-        reason = state.output
+        reason = safe_payload(state, "output")
         return f"terminated: {reason}" if reason is not None else "terminated"
     return None
 
 
 def _polling_headers(state: OrchestrationState) -> dict[str, str]:
-    return {} if state.runtime_status in _FINISHED else {"Retry-After": RETRY_AFTER}
+    return {} if state.runtime_status in TERMINAL_STATUSES else {"Retry-After": RETRY_AFTER}
 
 
 def _json(model: BaseModel, status_code: int = 200, headers: Optional[dict] = None) -> Response:
@@ -137,6 +136,17 @@ def _json(model: BaseModel, status_code: int = 200, headers: Optional[dict] = No
     return Response(
         model.model_dump_json(), status_code=status_code, headers=headers, media_type="application/json"
     )
+
+
+def _body_doc(model: type[BaseModel], *, required: bool) -> dict:
+    """The OpenAPI request body of a route that reads ``model`` itself (with ``read_model``:
+    400 for malformed JSON, 415 for another content type, 422 when it does not fit)."""
+    return {
+        "requestBody": {
+            "required": required,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }
 
 
 def create_app(lifespan: Optional[Callable[[FastAPI], Any]] = None) -> FastAPI:
@@ -149,12 +159,16 @@ def create_app(lifespan: Optional[Callable[[FastAPI], Any]] = None) -> FastAPI:
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=MAX_BODY_BYTES)
 
-    @app.post("/api/start-operation", status_code=202, response_model=OperationResponse, responses=START_ERRORS)
-    async def start_operation(
-        request: Request, req: Optional[OperationRequest] = None
-    ) -> Response:
+    @app.post(
+        "/api/start-operation",
+        status_code=202,
+        response_model=OperationResponse,
+        responses=START_ERRORS,
+        openapi_extra=_body_doc(OperationRequest, required=False),
+    )
+    async def start_operation(request: Request) -> Response:
         """Start a long-running operation; poll ``status_url`` for its outcome."""
-        req = req or OperationRequest()
+        req = await read_model(request, OperationRequest, max_bytes=MAX_BODY_BYTES)
         operation_id = await _client(request).schedule_new_orchestration(
             ORCHESTRATOR, input={"processing_time": req.processing_time}
         )
@@ -175,16 +189,23 @@ def create_app(lifespan: Optional[Callable[[FastAPI], Any]] = None) -> FastAPI:
         body = OperationStatus(
             operation_id=operation_id,
             status=runtime_status_name(state.runtime_status),
-            result=state.output if completed else None,
+            result=safe_payload(state, "output") if completed else None,
             error=_error(state),
             last_updated=state.last_updated_at.isoformat(),
-            custom_status=state.custom_status,
+            custom_status=safe_payload(state, "custom_status"),
         )
         return _json(body, 200, _polling_headers(state))
 
-    @app.post("/api/process", status_code=202, response_model=ProcessResponse, responses=START_ERRORS)
-    async def process(req: ProcessRequest, request: Request) -> Response:
+    @app.post(
+        "/api/process",
+        status_code=202,
+        response_model=ProcessResponse,
+        responses=START_ERRORS,
+        openapi_extra=_body_doc(ProcessRequest, required=True),
+    )
+    async def process(request: Request) -> Response:
         """Start processing ``name`` for ``delay_seconds``; returns status and result links."""
+        req = await read_model(request, ProcessRequest, max_bytes=MAX_BODY_BYTES)
         operation_id = await _client(request).schedule_new_orchestration(
             ORCHESTRATOR, input={"name": req.name, "delay_seconds": req.delay_seconds}
         )
@@ -208,7 +229,7 @@ def create_app(lifespan: Optional[Callable[[FastAPI], Any]] = None) -> FastAPI:
             status=runtime_status_name(state.runtime_status),
             last_updated=state.last_updated_at.isoformat(),
             created_at=state.created_at.isoformat(),
-            custom_status=state.custom_status,
+            custom_status=safe_payload(state, "custom_status"),
             error=_error(state),
             status_url=f"{base}/api/status/{operation_id}",
             result_url=f"{base}/api/result/{operation_id}",
@@ -229,14 +250,15 @@ def create_app(lifespan: Optional[Callable[[FastAPI], Any]] = None) -> FastAPI:
             last_updated=state.last_updated_at.isoformat(),
         )
         if state.runtime_status == OrchestrationStatus.COMPLETED:
-            body.result = state.output
-        elif state.runtime_status in _FINISHED:
+            body.result = safe_payload(state, "output")
+        elif state.runtime_status in TERMINAL_STATUSES:
             body.error = _error(state)
         else:
             status_url = f"{base_url(request)}/api/status/{operation_id}"
             return _json(body, 202, {"Location": status_url, "Retry-After": RETRY_AFTER})
         return _json(body)
 
+    add_head_routes(app)  # HEAD on the status and result routes, as monitors probe them
     return app
 
 

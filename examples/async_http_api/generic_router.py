@@ -66,11 +66,12 @@ def process_with_progress(ctx: dc.OrchestrationContext, job: dict):
     return {"job": job["name"], "chunks": done}
 
 
-def build_api(api_key: str, **options: Any) -> OperationsAPI:
-    """The operations API: the generic routes plus ``POST /api/jobs`` bound to the orchestrator."""
+def build_api(api_key: str, *, auth: Optional[APIKeyAuth] = None, **options: Any) -> OperationsAPI:
+    """The operations API: the generic routes plus ``POST /api/jobs`` bound to the orchestrator
+    (``auth``, if given, guards the management routes instead of a new ``APIKeyAuth(api_key)``)."""
     api = OperationsAPI(
         orchestrators=[process_with_progress],
-        management_auth=APIKeyAuth(api_key),
+        management_auth=auth or APIKeyAuth(api_key),
         **options,
     )
     api.bind("/api/jobs", process_with_progress, input_model=JobRequest, summary="Start a job")

@@ -1,690 +1,45 @@
-"""The asynchronous HTTP API (long-running operation) pattern for FastAPI.
-
-``POST`` starts an orchestration and answers ``202 Accepted`` at once, with ``Location`` and
-``Operation-Location`` pointing at a status monitor and ``Retry-After`` saying when to look
-again; the client polls the monitor (or long-polls it with ``?wait=N``) and fetches the result.
-Everything here is built on :class:`durable_core.AsyncClient` alone, so the same router serves
-from a process that only holds a client (a separate worker process shares the store) or from
-a process that also runs the worker (``runtime_lifespan``).
-
-Quick use::
-
-    from fastapi import FastAPI
-    from durable_core.fastapi import OperationsAPI, APIKeyAuth, runtime_lifespan
-
-    api = OperationsAPI(orchestrators=[my_flow], management_auth=APIKeyAuth("s3cret"))
-    app = FastAPI(lifespan=runtime_lifespan("sqlite:///durable.db"))
-    api.install(app)                      # routes + RFC 9457 problem responses
-    api.bind("/api/reports", my_flow)     # a custom path that starts ``my_flow``
-
-Routes (``prefix`` defaults to ``/operations``):
-
-========================================================  ====================================
-``POST {prefix}/orchestrators/{name}[/{instance_id}]``    start (JSON body = input) -> 202
-``GET  {prefix}/instances/{id}[?wait=N&showHistory=true]``  status monitor
-``GET  {prefix}/instances/{id}/result``                   the output (202 while running)
-``POST {prefix}/instances/{id}/raiseEvent/{event}``       management (auth dependency)
-``POST {prefix}/instances/{id}/terminate|suspend|resume|restart``
-``DELETE {prefix}/instances/{id}``                        purge
-========================================================  ====================================
-
-The status document speaks two vocabularies at once: ``status`` is the long-running-operation
-one (``NotStarted``, ``Running``, ``Succeeded``, ``Failed``, ``Canceled``) and ``runtimeStatus``
-the Durable Functions one (``Pending``, ``Running``, ``Completed``, ...), so clients written for
-either keep working. ``?wait=N`` answers as soon as the operation changes (status, progress in
-the custom status, or its end): commits in the same process wake it at once, commits by another
-process are seen by re-reading with back-off; a client that hangs up ends the wait. Bad input (malformed JSON, a wrong content type, an oversized body, an
-invalid id) gets a 4xx ``application/problem+json`` answer (RFC 9457) and writes nothing.
+"""The operations router: orchestrations as long-running operations (start, status monitor,
+result, management), and the custom start paths that :meth:`OperationsAPI.bind` adds.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
-import hmac
 import inspect
-import json
-import math
-import re
-from contextlib import asynccontextmanager
-from datetime import datetime
-from typing import (
-    Any,
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Iterable,
-    Mapping,
-    Optional,
-    Sequence,
-    Union,
-)
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Optional, Sequence, Union
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
-from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import (
+from ..errors import (
+    HistoryCorruptError,
     OrchestrationAlreadyExistsError,
     OrchestrationNotFoundError,
     PayloadError,
 )
-from .registry import name_of
-from .status import OrchestrationState, OrchestrationStatus
-
-__all__ = [
-    "OperationsAPI",
-    "APIKeyAuth",
-    "ProblemError",
-    "BodySizeLimitMiddleware",
-    "problem_response",
-    "install_problem_handlers",
-    "runtime_lifespan",
-    "client_lifespan",
-    "lro_status",
-    "runtime_status_name",
-    "is_valid_instance_id",
-    "PROBLEM_MEDIA_TYPE",
-    "INSTANCE_ID_PATTERN",
-    "ID_SCHEMA",
-    "read_json_body",
-    "base_url",
-]
-
-PROBLEM_MEDIA_TYPE = "application/problem+json"
-_PROBLEM_TYPE_BASE = "urn:durable-core:problem:"
-
-#: Instance ids accepted from HTTP clients: 1-128 characters of a URL-safe alphabet (``:`` is
-#: allowed because sub-orchestration ids are ``parent:000n``). Anything else is a 400.
-INSTANCE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@\-]{0,127}$"
-_ID_RE = re.compile(INSTANCE_ID_PATTERN[1:-1] + r"\Z")
-#: OpenAPI description of an operation id (documented, checked by the handlers: 400 when bad).
-ID_SCHEMA: dict[str, Any] = {"pattern": INSTANCE_ID_PATTERN, "maxLength": 128, "minLength": 1}
-_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,127}\Z")
-_EVENT_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,128}\Z")
-
-_LRO_STATUS = {
-    OrchestrationStatus.PENDING: "NotStarted",
-    OrchestrationStatus.RUNNING: "Running",
-    OrchestrationStatus.CONTINUED_AS_NEW: "Running",
-    OrchestrationStatus.SUSPENDED: "Running",
-    OrchestrationStatus.COMPLETED: "Succeeded",
-    OrchestrationStatus.FAILED: "Failed",
-    OrchestrationStatus.TERMINATED: "Canceled",
-    OrchestrationStatus.CANCELED: "Canceled",
-}
-_DF_STATUS = {
-    OrchestrationStatus.PENDING: "Pending",
-    OrchestrationStatus.RUNNING: "Running",
-    OrchestrationStatus.CONTINUED_AS_NEW: "ContinuedAsNew",
-    OrchestrationStatus.SUSPENDED: "Suspended",
-    OrchestrationStatus.COMPLETED: "Completed",
-    OrchestrationStatus.FAILED: "Failed",
-    OrchestrationStatus.TERMINATED: "Terminated",
-    OrchestrationStatus.CANCELED: "Canceled",
-}
-_TERMINAL = frozenset(
-    {
-        OrchestrationStatus.COMPLETED,
-        OrchestrationStatus.FAILED,
-        OrchestrationStatus.TERMINATED,
-        OrchestrationStatus.CANCELED,
-    }
+from ..registry import name_of
+from ..status import TERMINAL_STATUSES, OrchestrationState, OrchestrationStatus
+from .auth import _management_disabled, _no_auth
+from .bodies import parse_json_body, read_body, validate_input
+from .documents import (
+    _EVENT_RE,
+    _NAME_RE,
+    ID_SCHEMA,
+    _event_json,
+    _reason_text,
+    is_valid_instance_id,
+    lro_status,
+    runtime_status_name,
+    base_url,
+    safe_payload,
 )
+from .encoding import dumps as _dumps, iso as _iso
+from .problems import PROBLEM_MEDIA_TYPE, ProblemError, install_problem_handlers
 
-
-def lro_status(status: OrchestrationStatus) -> str:
-    """The long-running-operation vocabulary: NotStarted, Running, Succeeded, Failed, Canceled."""
-    return _LRO_STATUS[OrchestrationStatus(status)]
-
-
-def runtime_status_name(status: OrchestrationStatus) -> str:
-    """The Durable Functions ``runtimeStatus`` spelling (Pending, Running, Completed, ...)."""
-    return _DF_STATUS[OrchestrationStatus(status)]
-
-
-def base_url(request: Request) -> str:
-    """``scheme://host[:port]/root_path`` of ``request``, without a trailing slash.
-
-    A cheap stand-in for ``request.url_for`` when building absolute links in hot routes.
-    """
-    scope = request.scope
-    host = None
-    for k, v in scope.get("headers", ()):
-        if k == b"host":
-            host = v.decode("latin-1")
-            break
-    if not host:
-        server = scope.get("server")
-        host = f"{server[0]}:{server[1]}" if server else "localhost"
-    return f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}"
-
-
-def is_valid_instance_id(value: str) -> bool:
-    """True if ``value`` is an operation id this API accepts from a client."""
-    return bool(_ID_RE.match(value))
-
-
-# --------------------------------------------------------------------------------------------
-# RFC 9457 problem details
-# --------------------------------------------------------------------------------------------
-
-
-class ProblemError(StarletteHTTPException):
-    """An HTTP error answered as an RFC 9457 ``application/problem+json`` document.
-
-    ``slug`` becomes the problem ``type`` (``urn:durable-core:problem:<slug>``); ``extra``
-    members are added to the document (the RFC's extension members). It is an
-    ``HTTPException``, so an app without :func:`install_problem_handlers` still answers with
-    its status code (FastAPI's plain ``{"detail": ...}`` body).
-    """
-
-    def __init__(
-        self,
-        status: int,
-        title: str,
-        detail: Optional[str] = None,
-        *,
-        slug: Optional[str] = None,
-        headers: Optional[Mapping[str, str]] = None,
-        **extra: Any,
-    ) -> None:
-        super().__init__(status, detail or title, dict(headers or {}) or None)
-        self.status = status
-        self.title = title
-        self.detail = detail
-        self.slug = slug
-        self.headers = dict(headers or {})
-        self.extra = extra
-
-    def to_response(self, instance: Optional[str] = None) -> Response:
-        """The problem as a response."""
-        return problem_response(
-            self.status,
-            self.title,
-            self.detail,
-            slug=self.slug,
-            instance=instance,
-            headers=self.headers,
-            **self.extra,
-        )
-
-
-def problem_response(
-    status: int,
-    title: str,
-    detail: Optional[str] = None,
-    *,
-    slug: Optional[str] = None,
-    instance: Optional[str] = None,
-    headers: Optional[Mapping[str, str]] = None,
-    **extra: Any,
-) -> Response:
-    """Build an ``application/problem+json`` response (RFC 9457)."""
-    body: dict[str, Any] = {
-        "type": _PROBLEM_TYPE_BASE + slug if slug else "about:blank",
-        "title": title,
-        "status": status,
-    }
-    if detail:
-        body["detail"] = detail
-    if instance:
-        body["instance"] = instance
-    body.update(extra)
-    return Response(
-        _dumps(body), status_code=status, headers=dict(headers or {}), media_type=PROBLEM_MEDIA_TYPE
-    )
-
-
-_STATUS_TITLES = {
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    409: "Conflict",
-    413: "Content Too Large",
-    415: "Unsupported Media Type",
-    422: "Unprocessable Content",
-    500: "Internal Server Error",
-}
-
-
-def install_problem_handlers(app: FastAPI) -> None:
-    """Make the app answer its own errors (404, 405, validation) as problem documents too.
-
-    Without this the router's own routes still answer with problem documents; this extends the
-    format to FastAPI's request validation (``422``) and Starlette's routing errors, and
-    documents the 4xx answers of the OpenAPI document as ``application/problem+json``.
-    Installing twice is harmless.
-    """
-    if getattr(app.state, "_durable_problem_handlers", False):
-        return
-    app.state._durable_problem_handlers = True
-
-    async def _http_exc(request: Request, exc: StarletteHTTPException) -> Response:
-        if isinstance(exc, ProblemError):
-            return exc.to_response(request.url.path)
-        detail = exc.detail if isinstance(exc.detail, str) else None
-        title = _STATUS_TITLES.get(exc.status_code, "HTTP error")
-        return problem_response(
-            exc.status_code,
-            title,
-            detail if detail != title else None,
-            instance=request.url.path,
-            headers=getattr(exc, "headers", None),
-        )
-
-    async def _validation(request: Request, exc: RequestValidationError) -> Response:
-        errors = []
-        for e in exc.errors():
-            errors.append(
-                {
-                    "loc": [str(p) for p in e.get("loc", ())],
-                    "msg": str(e.get("msg", "")),
-                    "type": str(e.get("type", "")),
-                }
-            )
-        return problem_response(
-            422,
-            "Request validation failed",
-            "; ".join(f"{'.'.join(x['loc'])}: {x['msg']}" for x in errors) or None,
-            slug="validation",
-            instance=request.url.path,
-            errors=errors,
-        )
-
-    async def _problem(request: Request, exc: ProblemError) -> Response:
-        return exc.to_response(request.url.path)
-
-    app.add_exception_handler(StarletteHTTPException, _http_exc)  # type: ignore[arg-type]
-    app.add_exception_handler(RequestValidationError, _validation)  # type: ignore[arg-type]
-    app.add_exception_handler(ProblemError, _problem)  # type: ignore[arg-type]
-
-    original = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = original()
-        _document_problems(schema)
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
-
-
-_PROBLEM_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "type": {"type": "string"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "instance": {"type": "string"},
-    },
-    "required": ["type", "title", "status"],
-}
-
-
-def _document_problems(schema: dict[str, Any]) -> None:
-    """Rewrite every documented 4xx answer as an RFC 9457 problem document."""
-    comps = schema.setdefault("components", {}).setdefault("schemas", {})
-    comps.setdefault("Problem", _PROBLEM_SCHEMA)
-    ref = {"$ref": "#/components/schemas/Problem"}
-    for item in schema.get("paths", {}).values():
-        for op in item.values():
-            if not isinstance(op, dict) or "responses" not in op:
-                continue
-            for code, resp in op["responses"].items():
-                if str(code).startswith("4"):
-                    resp["content"] = {PROBLEM_MEDIA_TYPE: {"schema": ref}}
-
-
-class BodySizeLimitMiddleware:
-    """ASGI middleware refusing request bodies larger than ``max_bytes`` with a 413 problem.
-
-    It checks ``Content-Length`` up front and counts streamed (chunked) bodies as they arrive,
-    so an oversized upload is cut off before the application buffers it.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int = 1 << 20) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        limit = self.max_bytes
-        chunked = False
-        for k, v in scope.get("headers", ()):
-            if k == b"content-length":
-                try:
-                    n = int(v)
-                except ValueError:
-                    n = -1
-                if n < 0 or n > limit:
-                    resp = _too_large(limit) if n > limit else _bad_length()
-                    await resp(scope, receive, send)
-                    return
-                # the server delivers exactly Content-Length bytes: nothing more to watch
-                await self.app(scope, receive, send)
-                return
-            if k == b"transfer-encoding":
-                chunked = True
-        if not chunked:  # no Content-Length and not chunked: no body at all
-            await self.app(scope, receive, send)
-            return
-        seen = 0
-        started = False
-        rejected = False
-
-        async def limited_receive() -> Message:
-            # Past the limit: answer 413 at once and tell the app the client went away (an
-            # exception here would be turned into a 400 by the app's body parsing).
-            nonlocal seen, started, rejected
-            if rejected:
-                return {"type": "http.disconnect"}
-            msg = await receive()
-            if msg["type"] == "http.request":
-                seen += len(msg.get("body", b""))
-                if seen > limit:
-                    rejected = True
-                    if not started:
-                        started = True
-                        await _too_large(limit)(scope, _no_receive, send)
-                    return {"type": "http.disconnect"}
-            return msg
-
-        async def tracking_send(msg: Message) -> None:
-            nonlocal started
-            if rejected:
-                return  # the 413 was the answer; drop what the app says after the "disconnect"
-            if msg["type"] == "http.response.start":
-                started = True
-            await send(msg)
-
-        await self.app(scope, limited_receive, tracking_send)
-
-
-async def _no_receive() -> Message:
-    return {"type": "http.disconnect"}
-
-
-def _too_large(limit: int) -> Response:
-    return problem_response(
-        413,
-        "Request body too large",
-        f"the body exceeds the limit of {limit} bytes",
-        slug="body-too-large",
-        max_bytes=limit,
-    )
-
-
-def _bad_length() -> Response:
-    return problem_response(400, "Invalid Content-Length", slug="bad-request")
-
-
-# --------------------------------------------------------------------------------------------
-# Auth
-# --------------------------------------------------------------------------------------------
-
-
-class APIKeyAuth:
-    """A FastAPI dependency accepting requests that carry one of the given API keys.
-
-    The key is read from the ``X-API-Key`` header (name configurable) or an
-    ``Authorization: Bearer <key>`` header and compared in constant time. Without a valid key it
-    raises a 401 problem with ``WWW-Authenticate``.
-    """
-
-    def __init__(self, keys: Union[str, Iterable[str]], *, header: str = "X-API-Key") -> None:
-        ks = [keys] if isinstance(keys, str) else list(keys)
-        if not ks or any(not k for k in ks):
-            raise ValueError("APIKeyAuth needs at least one non-empty key")
-        self._keys = [k.encode() for k in ks]
-        self.header = header
-        #: how the OpenAPI document describes this auth (OperationsAPI.install adds it)
-        self.openapi_security: dict[str, Any] = {
-            "schemes": {
-                "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": header},
-                "BearerKey": {"type": "http", "scheme": "bearer"},
-            },
-            "requirement": [{"ApiKeyHeader": []}, {"BearerKey": []}],
-        }
-
-    async def __call__(self, request: Request) -> None:
-        got = request.headers.get(self.header)
-        if got is None:
-            auth = request.headers.get("authorization", "")
-            if auth[:7].lower() == "bearer ":
-                got = auth[7:].strip()
-        if got is not None:
-            g = got.encode("utf-8", "surrogateescape")
-            ok = False
-            for k in self._keys:
-                ok |= hmac.compare_digest(g, k)
-            if ok:
-                return
-        raise ProblemError(
-            401,
-            "Unauthorized",
-            f"this route needs an API key ({self.header} header or Authorization: Bearer)",
-            slug="unauthorized",
-            headers={"WWW-Authenticate": f'Bearer realm="operations", header="{self.header}"'},
-        )
-
-
-async def _management_disabled() -> None:
-    raise ProblemError(
-        403,
-        "Management is disabled",
-        "management routes need an auth dependency (OperationsAPI(management_auth=...)); "
-        "pass allow_unauthenticated_management=True to opt out explicitly",
-        slug="management-disabled",
-    )
-
-
-async def _no_auth() -> None:
-    return None
-
-
-# --------------------------------------------------------------------------------------------
-# Lifespans
-# --------------------------------------------------------------------------------------------
-
-LifespanFactory = Callable[[FastAPI], Any]
-
-
-def runtime_lifespan(
-    url: str = "sqlite:///durable.db",
-    *,
-    registry: Any = None,
-    converter: Any = None,
-    stop_grace: float = 10.0,
-    worker_thread: bool = False,
-    **runtime_options: Any,
-) -> LifespanFactory:
-    """A FastAPI ``lifespan`` that runs a :class:`durable_core.Runtime` (worker + client)
-    on the server's event loop, and publishes ``app.state.durable_runtime`` and
-    ``app.state.durable_client`` (the runtime's ``AsyncClient``) for the routes.
-
-    At shutdown running activities get ``stop_grace`` seconds to finish; what is cut off is
-    retried by the next worker (activities are at-least-once). ``worker_thread=True`` runs the
-    worker on its own thread and event loop instead of the server's, so a batch of replays
-    never holds up HTTP answers for longer than the interpreter's switch interval.
-    """
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from .runtime import Runtime
-
-        kwargs: dict[str, Any] = dict(runtime_options)
-        if registry is not None:
-            kwargs["registry"] = registry
-        if converter is not None:
-            kwargs["converter"] = converter
-        rt = Runtime(url, **kwargs)
-        if worker_thread:
-            await asyncio.get_running_loop().run_in_executor(None, rt.start)
-        else:
-            await rt.astart()
-        app.state.durable_runtime = rt
-        app.state.durable_client = rt.async_client
-        try:
-            yield
-        finally:
-            if worker_thread:
-                await asyncio.get_running_loop().run_in_executor(None, rt.stop, stop_grace)
-            else:
-                await rt.astop(stop_grace)
-
-    return lifespan
-
-
-def client_lifespan(url: str = "sqlite:///durable.db", *, converter: Any = None) -> LifespanFactory:
-    """A FastAPI ``lifespan`` for a client-only process: an :class:`AsyncClient` on the store
-    that a separate worker process (``worker.py``) executes. Publishes ``app.state.durable_client``.
-    """
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from .client import AsyncClient
-
-        client = AsyncClient(url) if converter is None else AsyncClient(url, converter=converter)
-        app.state.durable_client = client
-        try:
-            yield
-        finally:
-            await _maybe_await(client.close())
-
-    return lifespan
-
-
-async def _maybe_await(value: Any) -> Any:
-    if inspect.isawaitable(value):
-        return await value
-    return value
-
-
-# --------------------------------------------------------------------------------------------
-# JSON encoding and decoding
-# --------------------------------------------------------------------------------------------
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (bytes, bytearray, memoryview)):
-        return base64.b64encode(bytes(obj)).decode("ascii")
-    if isinstance(obj, datetime):
-        return obj.isoformat()
-    if isinstance(obj, (set, frozenset, tuple)):
-        return list(obj)
-    dump = getattr(obj, "model_dump", None)
-    if callable(dump):
-        return dump(mode="json")
-    if hasattr(obj, "_asdict"):
-        return obj._asdict()
-    return repr(obj)
-
-
-def _dumps(value: Any) -> bytes:
-    try:
-        return json.dumps(
-            value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_default
-        ).encode("utf-8")
-    except ValueError:
-        # NaN / Infinity from a user payload: encode them as strings rather than fail the read.
-        return json.dumps(
-            _sanitize_floats(value), separators=(",", ":"), ensure_ascii=False, default=_json_default
-        ).encode("utf-8")
-
-
-def _sanitize_floats(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
-    if isinstance(v, dict):
-        return {k: _sanitize_floats(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_sanitize_floats(x) for x in v]
-    return v
-
-
-def _iso(dt: Optional[datetime]) -> Optional[str]:
-    if dt is None:
-        return None
-    s = dt.isoformat()
-    return s[:-6] + "Z" if s.endswith("+00:00") else s
-
-
-_JSON_TYPES = ("application/json",)
-
-
-async def read_json_body(request: Request, *, max_bytes: int, required: bool = False) -> Any:
-    """Read and parse a JSON request body, enforcing the content type and the size limit.
-
-    An empty body means ``None`` (no input) unless ``required``. Raises :class:`ProblemError`
-    (413 too large, 415 wrong content type, 400 malformed JSON) -- before anything is written.
-    """
-    cl = request.headers.get("content-length")
-    if cl is not None:
-        try:
-            n = int(cl)
-        except ValueError:
-            raise ProblemError(400, "Invalid Content-Length", slug="bad-request") from None
-        if n > max_bytes:
-            raise ProblemError(
-                413,
-                "Request body too large",
-                f"the body exceeds the limit of {max_bytes} bytes",
-                slug="body-too-large",
-                max_bytes=max_bytes,
-            )
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise ProblemError(
-                413,
-                "Request body too large",
-                f"the body exceeds the limit of {max_bytes} bytes",
-                slug="body-too-large",
-                max_bytes=max_bytes,
-            )
-        if chunk:
-            chunks.append(chunk)
-    body = b"".join(chunks)
-    if not body.strip():
-        if required:
-            raise ProblemError(400, "A JSON body is required", slug="invalid-json")
-        return None
-    ctype = request.headers.get("content-type", "")
-    base = ctype.split(";", 1)[0].strip().lower()
-    if base not in _JSON_TYPES and not (base.startswith("application/") and base.endswith("+json")):
-        raise ProblemError(
-            415,
-            "Unsupported Media Type",
-            f"the body must be application/json, not {ctype or 'unspecified'!r}",
-            slug="unsupported-media-type",
-        )
-    try:
-        return json.loads(body, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as e:
-        raise ProblemError(400, "Malformed JSON body", str(e)[:200], slug="invalid-json") from None
-
-
-# --------------------------------------------------------------------------------------------
-# The operations API
-# --------------------------------------------------------------------------------------------
+__all__ = ["OperationsAPI", "OrchestratorRef", "add_head_routes"]
 
 OrchestratorRef = Union[str, Callable[..., Any]]
 
@@ -725,6 +80,9 @@ class OperationsAPI:
         Put failure stack traces in status documents (off by default: they may leak internals).
     dependencies:
         Extra FastAPI dependencies applied to every route (e.g. auth for everything).
+    input_models:
+        Pydantic models validating the input of orchestrators (by name or function) on every
+        route that starts them; :meth:`bind` with ``input_model`` adds to it.
     """
 
     def __init__(
@@ -743,6 +101,7 @@ class OperationsAPI:
         max_wait: float = 60.0,
         include_stack_traces: bool = False,
         dependencies: Optional[Sequence[Any]] = None,
+        input_models: Optional[Mapping[OrchestratorRef, Any]] = None,
         name: str = "durable",
         tags: Optional[list[str]] = None,
     ) -> None:
@@ -755,6 +114,9 @@ class OperationsAPI:
             None if orchestrators is None else frozenset(name_of(o) for o in orchestrators)
         )
         self._registry = registry
+        self._input_models: dict[str, list[Any]] = {}
+        for orch, model in (input_models or {}).items():
+            self._input_models.setdefault(name_of(orch), []).append(model)
         self.prefix = prefix.rstrip("/")
         self.durable_functions_compat = durable_functions_compat
         self.redirect_to_result = redirect_to_result
@@ -870,9 +232,9 @@ class OperationsAPI:
         """
         name = name_of(orchestrator)
         client = self.client_for(request)
-        key = request.headers.get("idempotency-key") or request.headers.get(
-            "repeatability-request-id"
-        )
+        key = request.headers.get("idempotency-key")
+        if key is None:
+            key = request.headers.get("repeatability-request-id")
         from_key = False
         if instance_id is None and key is not None:
             if not key or len(key) > 256:
@@ -952,6 +314,10 @@ class OperationsAPI:
         name = name_of(orchestrator)
         target = APIRouter()
         api = self
+        if input_model is not None:
+            models = self._input_models.setdefault(name, [])
+            if input_model not in models:
+                models.append(input_model)
 
         schema: dict[str, Any] = {}
         if input_model is not None:
@@ -967,9 +333,12 @@ class OperationsAPI:
             ),
         ) -> Response:
             try:
-                value = await read_json_body(request, max_bytes=api.max_body_bytes)
+                raw = await read_body(request, max_bytes=api.max_body_bytes)
+                value = parse_json_body(request, raw)
                 if input_model is not None:
-                    value = _validate(input_model, value)
+                    value = validate_input(input_model, value, raw=raw)
+                else:
+                    value = api.validate_start_input(name, value, raw=raw)
                 return await api.start(request, name, value, instance_id=instance_id)
             except ProblemError as e:
                 return e.to_response(request.url.path)
@@ -1007,7 +376,7 @@ class OperationsAPI:
         request: Request,
         state: OrchestrationState,
         *,
-        history: Optional[list[dict[str, Any]]] = None,
+        history: Optional[dict[str, Any]] = None,
     ) -> dict[str, Any]:
         """The status document of ``state``."""
         st = state.runtime_status
@@ -1015,25 +384,25 @@ class OperationsAPI:
             "id": state.instance_id,
             "instanceId": state.instance_id,  # the Durable Functions spelling
             "name": state.name,
-            "status": _LRO_STATUS[st],
-            "runtimeStatus": _DF_STATUS[st],
+            "status": lro_status(st),
+            "runtimeStatus": runtime_status_name(st),
             "createdTime": _iso(state.created_at),
             "lastUpdatedTime": _iso(state.last_updated_at),
-            "customStatus": _decode_safely(state, "custom_status"),
+            "customStatus": safe_payload(state, "custom_status"),
         }
         if st == OrchestrationStatus.COMPLETED:
-            out = _decode_safely(state, "output")
+            out = safe_payload(state, "output")
             body["result"] = out
             body["output"] = out
         elif st == OrchestrationStatus.FAILED:
             body["error"] = self._error(state)
             body["output"] = body["error"]["message"]
         elif st in (OrchestrationStatus.TERMINATED, OrchestrationStatus.CANCELED):
-            reason = _decode_safely(state, "output")
+            reason = safe_payload(state, "output")
             body["error"] = {"code": "Canceled", "message": _reason_text(reason)}
             body["output"] = reason
         if history is not None:
-            body["historyEvents"] = history
+            body.update(history)
         return body
 
     def _error(self, state: OrchestrationState) -> dict[str, Any]:
@@ -1048,23 +417,36 @@ class OperationsAPI:
     async def _wait_for_change(
         self, client: Any, state: OrchestrationState, timeout: float
     ) -> Optional[OrchestrationState]:
-        """Wait up to ``timeout`` seconds for ``state`` to change; the new state, or None.
+        """Wait up to ``timeout`` seconds for ``state`` to change; the state read last (the
+        changed one, or the unchanged one at the deadline), ``None`` if the instance is gone.
 
-        With a store that signals changes (the runtime's in-process notifier) the wait is woken
-        by the commit itself; changes committed by another process (a separate worker) are seen
-        by re-reading the instance with back-off (5 ms growing to 250 ms), never a busy loop.
-        A client without a notifier falls back on ``wait_for_orchestration_start`` /
-        ``wait_for_orchestration_completion``.
+        The client's wait primitive does the waiting: woken by the commit itself in this
+        process, by re-reading with back-off for commits of another process.
         """
-        if timeout <= 0:
-            return None
         return await client.wait_for_orchestration_change(
-            state.instance_id, since=state, timeout=timeout)
+            state.instance_id, since=state, timeout=timeout
+        )
 
-    async def _history(self, client: Any, instance_id: str) -> list[dict[str, Any]]:
-        events = await client.get_orchestration_history(instance_id)
+    async def _history(self, client: Any, instance_id: str) -> dict[str, Any]:
+        """``historyEvents`` for the status document; a history that cannot be decoded gives
+        ``historyEvents: null`` and a ``historyError`` problem instead of failing the read
+        (the status, input and output are still worth seeing)."""
+        try:
+            events = await client.get_orchestration_history(instance_id)
+        except OrchestrationNotFoundError:
+            raise _not_found(instance_id) from None
+        except HistoryCorruptError as e:
+            return {
+                "historyEvents": None,
+                "historyError": {
+                    "type": "urn:durable-core:problem:history-corrupt",
+                    "title": "The stored history cannot be decoded",
+                    "detail": str(e)[:300],
+                    "offset": getattr(e, "offset", None),
+                },
+            }
         conv = getattr(client, "converter", None)
-        return [_event_json(e, conv) for e in events]
+        return {"historyEvents": [_event_json(e, conv) for e in events]}
 
     async def status(
         self,
@@ -1080,7 +462,7 @@ class OperationsAPI:
         state = await client.get_orchestration_state(instance_id)
         if state is None:
             raise _not_found(instance_id)
-        if wait and state.runtime_status not in _TERMINAL:
+        if wait and state.runtime_status not in TERMINAL_STATUSES:
             waiter = asyncio.ensure_future(
                 self._wait_for_change(client, state, min(float(wait), self.max_wait))
             )
@@ -1091,20 +473,19 @@ class OperationsAPI:
                 pending = [t for t in (waiter, gone) if not t.done()]
                 for t in pending:
                     t.cancel()
-                # let the cancelled wait unregister from the store's notifier before answering
+                # let the cancelled wait finish (it unregisters itself) before answering
                 await asyncio.gather(*pending, return_exceptions=True)
             if not waiter.done() or waiter.cancelled():
                 # the client hung up: stop waiting (nobody reads this answer)
                 return Response(b"", status_code=499)
             new = waiter.result()
-            if new is not None:
-                state = new
-            else:
-                state = await client.get_orchestration_state(instance_id) or state
+            if new is None:  # purged while we waited
+                raise _not_found(instance_id)
+            state = new
         history = await self._history(client, instance_id) if show_history else None
         body = self.status_body(request, state, history=history)
         url = self.status_url(request, instance_id)
-        terminal = state.runtime_status in _TERMINAL
+        terminal = state.runtime_status in TERMINAL_STATUSES
         headers: dict[str, str] = {}
         if terminal:
             if self.redirect_to_result:
@@ -1127,10 +508,10 @@ class OperationsAPI:
         st = state.runtime_status
         if st == OrchestrationStatus.COMPLETED:
             return Response(
-                _dumps(_decode_safely(state, "output")), 200, media_type="application/json"
+                _dumps(safe_payload(state, "output")), 200, media_type="application/json"
             )
         url = self.status_url(request, instance_id)
-        if st not in _TERMINAL:
+        if st not in TERMINAL_STATUSES:
             return Response(
                 _dumps(self.status_body(request, state)),
                 202,
@@ -1252,7 +633,7 @@ class OperationsAPI:
                 _check_id(instance_id)
                 if not _EVENT_RE.match(event_name):
                     raise ProblemError(400, "Invalid event name", slug="invalid-event-name")
-                data = await read_json_body(request, max_bytes=api.max_body_bytes)
+                data = parse_json_body(request, await read_body(request, max_bytes=api.max_body_bytes))
                 client = api.client_for(request)
                 try:
                     await client.raise_orchestration_event(instance_id, event_name, data=data)
@@ -1322,7 +703,7 @@ class OperationsAPI:
                 state = await client.get_orchestration_state(instance_id, fetch_payloads=False)
                 if state is None:
                     raise _not_found(instance_id)
-                if state.runtime_status not in _TERMINAL:
+                if state.runtime_status not in TERMINAL_STATUSES:
                     raise ProblemError(
                         409,
                         "Operation still running",
@@ -1392,6 +773,7 @@ class OperationsAPI:
             openapi_extra=sec or None,
             response_class=Response,
         )
+        add_head_routes(r)
 
     async def _start_generic(
         self, request: Request, name: str, instance_id: Optional[str]
@@ -1403,8 +785,31 @@ class OperationsAPI:
             )
         if instance_id is not None:
             _check_id(instance_id)
-        value = await read_json_body(request, max_bytes=self.max_body_bytes)
+        raw = await read_body(request, max_bytes=self.max_body_bytes)
+        value = self.validate_start_input(name, parse_json_body(request, raw), raw=raw)
         return await self.start(request, name, value, instance_id=instance_id)
+
+    def validate_start_input(self, name: str, value: Any, *, raw: Optional[bytes] = None) -> Any:
+        """Check a start's input against the input models of orchestrator ``name`` (from
+        ``bind(..., input_model=...)`` or ``input_models=``); returns the validated input.
+
+        Every route that starts ``name`` goes through this, so the generic
+        ``{prefix}/orchestrators/{name}`` route cannot bypass the model a bound path enforces.
+        With several models the input must fit one of them (the first that fits is used); when
+        none fits, the 422 lists the first model's errors. Without a model ``value`` is
+        returned as it is.
+        """
+        models = self._input_models.get(name)
+        if not models:
+            return value
+        first: Optional[ProblemError] = None
+        for model in models:
+            try:
+                return validate_input(model, value, raw=raw)
+            except ProblemError as e:
+                first = first or e
+        assert first is not None
+        raise first
 
 
 _PROBLEM_CONTENT = {PROBLEM_MEDIA_TYPE: {"schema": {"type": "object"}}}
@@ -1464,59 +869,6 @@ async def _client_gone(request: Request) -> None:
             return
 
 
-def _state_key(st: OrchestrationState) -> tuple[Any, ...]:
-    return (st.runtime_status, st.last_updated_at, st.serialized_custom_status)
-
-
-def _set_done(fut: "asyncio.Future[None]") -> None:
-    if not fut.done():
-        fut.set_result(None)
-
-
-_WATCH_POLL_MIN = 0.005
-_WATCH_POLL_MAX = 0.25
-
-
-async def _watch(
-    client: Any, notifier: Any, state: OrchestrationState, timeout: float
-) -> Optional[OrchestrationState]:
-    """Return the instance's state once it differs from ``state`` (or at the deadline)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    iid = state.instance_id
-    before = _state_key(state)
-    box: list[Optional[asyncio.Future[None]]] = [None]
-
-    def wake() -> None:  # may run on another thread (the store's committer)
-        f = box[0]
-        if f is not None:
-            try:
-                loop.call_soon_threadsafe(_set_done, f)
-            except RuntimeError:  # pragma: no cover - loop closed
-                pass
-
-    notifier.add_waiter(iid, wake)
-    try:
-        poll = _WATCH_POLL_MIN
-        while True:
-            fut: asyncio.Future[None] = loop.create_future()
-            box[0] = fut  # armed before the read: a commit after it wakes us
-            new = await client.get_orchestration_state(iid)
-            if new is None or _state_key(new) != before:
-                return new
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return new
-            timer = loop.call_later(min(poll, remaining), _set_done, fut)
-            await fut
-            woken = loop.time() < timer.when()
-            timer.cancel()
-            poll = _WATCH_POLL_MIN if woken else min(poll * 2, _WATCH_POLL_MAX)
-    finally:
-        box[0] = None
-        notifier.remove_waiter(iid, wake)
-
-
 def _accepted_empty(status_url: str) -> Response:
     return Response(
         b"", status_code=202, headers={"Location": status_url, "Operation-Location": status_url}
@@ -1539,26 +891,6 @@ def _not_found(instance_id: str) -> ProblemError:
     )
 
 
-def _validate(model: Any, value: Any) -> Any:
-    from pydantic import ValidationError
-
-    try:
-        obj = model.model_validate(value if value is not None else {})
-    except ValidationError as e:
-        errors = [
-            {"loc": [str(p) for p in x.get("loc", ())], "msg": str(x.get("msg", ""))}
-            for x in e.errors()
-        ]
-        raise ProblemError(
-            422,
-            "Invalid input",
-            "; ".join(f"{'.'.join(x['loc']) or 'body'}: {x['msg']}" for x in errors),
-            slug="validation",
-            errors=errors,
-        ) from None
-    return obj.model_dump(mode="json")
-
-
 def _same_input(state: OrchestrationState, value: Any) -> bool:
     try:
         return bool(state.input == value)
@@ -1566,51 +898,45 @@ def _same_input(state: OrchestrationState, value: Any) -> bool:
         return False
 
 
-def _decode_safely(state: OrchestrationState, attr: str) -> Any:
-    try:
-        return getattr(state, attr)
-    except Exception:
-        raw = getattr(state, "serialized_" + attr, None)
-        if raw is None:
-            return None
-        return {"$undecodable": base64.b64encode(raw).decode("ascii")}
+def add_head_routes(router: Union[APIRouter, FastAPI]) -> None:
+    """Answer ``HEAD`` on every ``GET`` route of ``router`` (an app or a router) that lacks it.
+
+    FastAPI routes answer only the methods they list; this adds a sibling ``HEAD`` route per
+    ``GET`` route -- same path, dependencies and answer, without the body, left out of the
+    OpenAPI document -- so monitors and caches that probe with ``HEAD`` get the ``GET``'s
+    status and headers instead of a 405. Call it after the ``GET`` routes are added.
+    """
+    from fastapi.routing import APIRoute
+
+    have = {
+        (rt.path, m) for rt in router.routes if isinstance(rt, APIRoute) for m in rt.methods
+    }
+    for rt in list(router.routes):
+        if not isinstance(rt, APIRoute) or "GET" not in rt.methods or (rt.path, "HEAD") in have:
+            continue
+        router.add_api_route(
+            rt.path,
+            _headless(rt.endpoint),
+            methods=["HEAD"],
+            dependencies=list(rt.dependencies),
+            name=f"{rt.name}.head",
+            include_in_schema=False,
+            response_class=rt.response_class,
+        )
+        have.add((rt.path, "HEAD"))
 
 
-def _reason_text(reason: Any) -> str:
-    if reason is None:
-        return "the operation was canceled"
-    return reason if isinstance(reason, str) else json.dumps(reason, default=_json_default)
+def _headless(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    """``endpoint`` answering without its body (headers, Content-Length included, unchanged)."""
+    import functools
 
+    @functools.wraps(endpoint)
+    async def head(*args: Any, **kwargs: Any) -> Any:
+        resp = endpoint(*args, **kwargs)
+        if inspect.isawaitable(resp):
+            resp = await resp
+        if isinstance(resp, Response):
+            resp.body = b""
+        return resp
 
-def _event_json(ev: Any, converter: Any) -> dict[str, Any]:
-    d: dict[str, Any] = {"eventType": type(ev).__name__}
-    fields = getattr(ev, "_fields", ())
-    for f in fields:
-        v = getattr(ev, f)
-        if f == "timestamp" or f in ("fire_at", "scheduled_start_time"):
-            if isinstance(v, int):
-                from .history import to_datetime
-
-                v = _iso(to_datetime(v))
-        elif isinstance(v, (bytes, bytearray)):
-            v = _decode_payload(bytes(v), converter)
-        elif hasattr(v, "_asdict"):
-            v = {k: x for k, x in v._asdict().items()}
-        d[_camel(f)] = v
-    return d
-
-
-def _decode_payload(data: bytes, converter: Any) -> Any:
-    try:
-        if converter is None:
-            from .converter import default_converter
-
-            converter = default_converter()
-        return converter.deserialize(data)
-    except Exception:
-        return {"$undecodable": base64.b64encode(data).decode("ascii")}
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(p.capitalize() for p in rest)
+    return head
