@@ -85,7 +85,7 @@ def test_backends_are_found_by_scheme_including_entry_points(monkeypatch, tmp_pa
         schemes = ("fakestore",)
 
         @classmethod
-        def from_url(cls, url, options, *, migrate=True):
+        def from_url(cls, url, options, *, migrate=True, create=True):
             return SqliteBackend(str(tmp_path / "via-entry-point.db"))
 
     class EP:

@@ -122,13 +122,15 @@ def open_backend(
     url: str = DEFAULT_URL,
     *,
     migrate: bool = True,
+    create: bool = True,
     lease_seconds: Optional[float] = None,
     **options: Any,
 ) -> Backend:
     """Open the store named by ``url`` (see the module docstring for URLs and options).
 
-    ``migrate``: create / upgrade the schema as needed (the default). Keyword options override
-    the URL's query options; ``None`` values are ignored.
+    ``migrate``: upgrade the schema as needed (the default). ``create=False``: refuse to
+    create a store that does not exist yet. Keyword options override the URL's query
+    options; ``None`` values are ignored.
     """
     cls = backend_class(url)
     base, opts = split_options(url)
@@ -137,4 +139,4 @@ def open_backend(
     for k, v in options.items():
         if v is not None:
             opts[k] = str(v)
-    return cls.from_url(base, opts, migrate=migrate)
+    return cls.from_url(base, opts, migrate=migrate, create=create)

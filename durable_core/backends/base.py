@@ -466,13 +466,21 @@ class Backend(ABC):
     write_timeout: float = 30.0
 
     # -- lifecycle ---------------------------------------------------------------------------
+    #: the schema version the store had when this object opened it (before any migration it
+    #: ran; 0 for a store created now)
+    opened_schema_version: int = 0
+
     @classmethod
     @abstractmethod
-    def from_url(cls, url: str, options: Mapping[str, str], *, migrate: bool = True) -> "Backend":
+    def from_url(cls, url: str, options: Mapping[str, str], *, migrate: bool = True,
+                 create: bool = True) -> "Backend":
         """Open the store named by ``url`` with the URL's (and the caller's) ``options``.
 
-        ``migrate``: bring the schema up to date (creating the store if it is empty); without
-        it an out-of-date schema raises :class:`~durable_core.errors.StoreIncompatibleError`.
+        ``migrate``: bring the schema up to date (creating it in an empty store); without it
+        an out-of-date schema raises :class:`~durable_core.errors.StoreIncompatibleError`.
+        ``create=False``: a store that does not exist yet (no file, no schema) raises
+        :class:`~durable_core.errors.StoreUnavailableError` instead of being created -- so a
+        mistyped URL in an operator's command is an error, not a new empty store.
         Unknown options, unreachable or foreign stores raise a ``StoreError`` naming the store.
         """
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import sqlite3
 import sys
 from typing import Optional, Sequence
 
@@ -78,9 +77,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 130
     except (StoreError, BackendNotAvailableError) as e:
         _say(f"store: {e}")
-        return EXIT_STORE
-    except sqlite3.DatabaseError as e:  # the backend not yet wrapping this one in StoreError
-        _say(f"store {getattr(args, 'store', None) or ''}: {e}".replace("store : ", "store: "))
         return EXIT_STORE
     except DurableError as e:
         _say(f"{type(e).__name__}: {e}")

@@ -89,17 +89,6 @@ def store_url(args: argparse.Namespace) -> str:
     return "sqlite:///" + path  # an absolute path gives sqlite:////abs/path.db
 
 
-def _sqlite_path(url: str) -> Optional[str]:
-    if not url.startswith("sqlite:"):
-        return None
-    from ..backends.sqlite import path_from_url
-
-    try:
-        return path_from_url(url)
-    except Exception:  # noqa: BLE001 - a malformed URL: let opening it say so
-        return None
-
-
 @contextmanager
 def open_client(args: argparse.Namespace, *, create: bool = False) -> Iterator[Any]:
     """A :class:`durable_core.Client` on the store, closed afterwards.
@@ -107,21 +96,14 @@ def open_client(args: argparse.Namespace, *, create: bool = False) -> Iterator[A
     Without ``create`` a missing SQLite file is an error (a mistyped path would otherwise
     become a new, empty store); commands that may create the store pass ``create=True``.
     """
+    from ..backends import open_backend
     from ..client import Client
 
-    url = store_url(args)
-    path = _sqlite_path(url)
-    if not create and path is not None and path != ":memory:" and not os.path.exists(path):
-        raise CLIError(
-            f"no store at {path} (check --store / ${STORE_ENV}; a worker or "
-            f"'durable-core migrate' creates it)",
-            EXIT_STORE,
-        )
-    client = Client(url)
+    backend = open_backend(store_url(args), create=create)
     try:
-        yield client
+        yield Client(backend)
     finally:
-        client.close()
+        backend.close()
 
 
 def parse_json_arg(text: Optional[str], what: str) -> Any:

@@ -24,9 +24,10 @@ def run_migrate(args: argparse.Namespace) -> int:
     from ..backends import open_backend
 
     url = store_url(args)
-    backend = open_backend(url)
+    backend = open_backend(url)  # opening runs the migrations; it says what it found
     try:
-        before, now = backend.migrate()
+        before = backend.opened_schema_version
+        _, now = backend.migrate()
     finally:
         backend.close()
     if args.json:

@@ -240,8 +240,13 @@ class SqliteBackend(Backend):
             raise
 
     @classmethod
-    def from_url(cls, url: str, options: Mapping[str, str], *, migrate: bool = True) -> "SqliteBackend":
+    def from_url(cls, url: str, options: Mapping[str, str], *, migrate: bool = True,
+                 create: bool = True) -> "SqliteBackend":
         path = path_from_url(url)
+        if not create and not os.path.exists(path):
+            raise StoreUnavailableError(
+                f"{os.path.abspath(path)}: no such store (a worker, or 'durable-core migrate', "
+                "creates it)")
         unknown = sorted(set(options) - set(cls.options))
         if unknown:
             raise BackendNotAvailableError(
@@ -307,6 +312,7 @@ class SqliteBackend(Backend):
         finally:
             c.close()
         self.read_only = self.read_only or ro
+        self.opened_schema_version = version
         foreign = tables - OUR_TABLES - {"instances_v2", "history_v2"}
         if app_id not in (0, APPLICATION_ID) or (app_id == 0 and foreign):
             raise StoreIncompatibleError(
