@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
-from .backends import DEFAULT_URL, open_backend
+from .backends import DEFAULT_URL, Backend, open_backend
 from .client import AsyncClient, Client
 from .converter import DataConverter
 from .worker import Worker
@@ -30,7 +30,8 @@ __all__ = ["Runtime"]
 
 
 class Runtime:
-    """A worker plus clients on the store at ``url`` (``Runtime()``: ``durable.db`` here).
+    """A worker plus clients on the store at ``url`` (``Runtime()``: ``durable.db`` here), or on
+    an open :class:`~durable_core.backends.base.Backend` (closed by :meth:`stop`).
 
     ``registry`` defaults to the functions decorated with ``@dc.orchestrator`` /
     ``@dc.activity``; ``converter`` (JSON by default) is shared by worker and clients.
@@ -39,7 +40,7 @@ class Runtime:
 
     def __init__(
         self,
-        url: str = DEFAULT_URL,
+        url: "Union[str, Backend]" = DEFAULT_URL,
         *,
         registry: Any = None,
         converter: Optional[DataConverter] = None,
@@ -48,8 +49,12 @@ class Runtime:
         **worker_options: Any,
     ) -> None:
         lease = worker_options.pop("lease_seconds", None)
-        self.url = url
-        self.backend = open_backend(url, lease_seconds=lease)
+        if isinstance(url, Backend):
+            self.backend = url
+            self.url = url.url
+        else:
+            self.url = url
+            self.backend = open_backend(url, lease_seconds=lease)
         try:
             self._init(registry, converter, max_concurrent_activities,
                        max_concurrent_orchestrations, worker_options)

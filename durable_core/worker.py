@@ -44,7 +44,7 @@ from .backends.base import ActivityOutcome, ClaimedActivity, StepWrite
 from .converter import DataConverter, default_converter
 from .errors import HistoryCorruptError
 from .failure import failure_details_of
-from .history import FailureDetails, OrchestratorStarted
+from .history import FailureDetails, OrchestratorStarted, utc_now_us
 from .status import TERMINAL_STATUSES, OrchestrationStatus
 from .store import Store, WorkItem
 
@@ -174,6 +174,7 @@ class Worker:
         self._loop_thread = 0
         self._timers: Any = None
         self._timer_deadlines: set[int] = set()
+        self._force_lookahead = False
         self._completions: collections.deque[ActivityOutcome] = collections.deque()
         self._pending: list[WorkItem] = []
         self._retry_commits: list[StepWrite] = []
@@ -318,15 +319,32 @@ class Worker:
         self._wake_threadsafe()
 
     def _schedule_timer(self, visible_at_us: int) -> None:
+        """Wake up when work due at ``visible_at_us`` (on the store's clock) is due.
+
+        The timer service runs on this machine's clock; the store's may differ (another
+        server's clock, a test's clock): the deadline is moved by the difference."""
         ms = -(-visible_at_us // 1000)
         if ms in self._timer_deadlines or self._timers is None:
             return
         self._timer_deadlines.add(ms)
-        self._timers.call_at(ms, self._timer_fired, ms)
+        skew_us = self.backend.now() - utc_now_us()
+        self._timers.call_at(-(-(visible_at_us - skew_us) // 1000), self._timer_fired, ms)
 
     def _timer_fired(self, ms: int) -> None:
         self._timer_deadlines.discard(ms)
         self._wake()
+
+    def poke(self) -> None:
+        """Look for due work now, from any thread (e.g. after a test clock jumped ahead):
+        timers are re-read from the store and the dispatcher runs a turn."""
+        loop = self._loop
+        if loop is None or self._stopping:
+            return
+        self._force_lookahead = True
+        try:
+            loop.call_soon_threadsafe(self._wake)
+        except RuntimeError:  # loop closed
+            pass
 
     # -- the dispatcher --------------------------------------------------------------------
     async def _main(self) -> None:
@@ -334,7 +352,10 @@ class Worker:
         while not self._stopping:
             try:
                 mono = time.monotonic()
-                if mono - last_lookahead > self._lookahead_us / 3_000_000:
+                if self._force_lookahead or mono - last_lookahead > self._lookahead_us / 3_000_000:
+                    if self._force_lookahead:  # the store's clock jumped: schedule afresh
+                        self._force_lookahead = False
+                        self._timer_deadlines.clear()
                     self._load_lookahead()
                     last_lookahead = mono
                 did = self._turn()

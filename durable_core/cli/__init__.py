@@ -3,8 +3,8 @@ and operate instances, migrate the store, serve the dashboard.
 
 Commands live in modules by concern, each adding its subcommands with ``register(sub,
 parents)``: ``worker``, ``inspect`` (list, show, history), ``control`` (start, raise-event,
-terminate, suspend, resume, restart, purge), ``store`` (migrate), ``serve`` (dashboard) and
-``completion``. A new concern is one more module in :data:`COMMAND_MODULES`.
+terminate, suspend, resume, restart, purge), ``store`` (migrate), ``deploy`` (replay, export),
+``serve`` (dashboard) and ``completion``. A new concern is one more module in :data:`COMMAND_MODULES`.
 
 Every command takes the store (``--store URL``, alias ``--db``; ``$DURABLE_CORE_STORE``, alias
 ``$DURABLE_CORE_DB``; else the file ``dc.Runtime()`` uses), ``--json`` for scripts and
@@ -25,7 +25,9 @@ from .common import EXIT_FAILED, EXIT_STORE, EXIT_USAGE, CLIError, add_store_opt
 __all__ = ["main", "build_parser", "COMMAND_MODULES"]
 
 #: the modules that add commands, in the order ``--help`` lists them
-COMMAND_MODULES: tuple[str, ...] = ("worker", "inspect", "control", "store", "serve", "completion")
+COMMAND_MODULES: tuple[str, ...] = (
+    "worker", "inspect", "control", "store", "deploy", "serve", "completion",
+)
 
 PROG = "durable-core"
 
