@@ -202,22 +202,28 @@ def test_replay_finds_a_completion_that_moved():
 FLOWS_V1 = '''
 import durable_core as dc
 
-@dc.activity
+reg = dc.Registry()
+
+
 def inc(ctx, x):
     return x + 1
 
-@dc.orchestrator
+
 def flow(ctx, n):
-    a = yield ctx.call_activity(inc, input=n)
+    a = yield ctx.call_activity("inc", input=n)
     yield ctx.wait_for_external_event("go")
-    return (yield ctx.call_activity(inc, input=a))
+    return (yield ctx.call_activity("inc", input=a))
+
+
+reg.add_activity(inc, "inc")
+reg.add_orchestrator(flow, "flow")
 '''
 
 # v2 first validates the input with a new activity: old histories recorded ``inc`` first
 FLOWS_V2_UNPATCHED = FLOWS_V1.replace(
-    "    a = yield ctx.call_activity(inc, input=n)",
-    "    n = yield ctx.call_activity(check, input=n)\n    a = yield ctx.call_activity(inc, input=n)",
-).replace("@dc.orchestrator", "@dc.activity\ndef check(ctx, x):\n    return x\n\n@dc.orchestrator")
+    '    a = yield ctx.call_activity("inc", input=n)',
+    '    n = yield ctx.call_activity("check", input=n)\n    a = yield ctx.call_activity("inc", input=n)',
+) + 'reg.add_activity(lambda ctx, x: x, "check")\n'
 
 
 def test_cli_replay_gates_a_deploy_and_export_writes_files(tmp_path, capsys, monkeypatch):
@@ -233,10 +239,7 @@ def test_cli_replay_gates_a_deploy_and_export_writes_files(tmp_path, capsys, mon
     import importlib
 
     v1 = importlib.import_module("flows_v1")
-    reg = dc.Registry()
-    reg.add_activity(v1.inc, "inc")
-    reg.add_orchestrator(v1.flow, "flow")
-    with dc.Runtime(url, registry=reg) as rt:
+    with dc.Runtime(url, registry=v1.reg) as rt:
         iid = rt.client.schedule_new_orchestration("flow", input=1, instance_id="w1")
         deadline = time.monotonic() + 10
         while len(rt.client.get_orchestration_history(iid)) < 7:
@@ -244,22 +247,22 @@ def test_cli_replay_gates_a_deploy_and_export_writes_files(tmp_path, capsys, mon
             time.sleep(0.02)
     assert main(["export", "w1", "--store", url]) == 0
     assert (tmp_path / "w1.history").exists()
-    assert main(["replay", "flows_v1", "--store", url]) == 0
+    assert main(["replay", "flows_v1:reg", "--store", url]) == 0
     assert "1 ok" in capsys.readouterr().out
     # the same change without a patch: caught before the restart (a fresh process, as in CI:
     # the decorators of both versions would clash in one registry)
     import json
     import subprocess
 
-    p = subprocess.run([sys.executable, "-m", "durable_core", "replay", "flows_v2", "--store", url,
+    p = subprocess.run([sys.executable, "-m", "durable_core", "replay", "flows_v2:reg", "--store", url,
                         "--status", "RUNNING", "--json"], capture_output=True, text=True,
                        cwd=tmp_path, timeout=60)
     assert p.returncode == 1, p.stderr
     doc = json.loads(p.stdout)
     assert doc["ok"] is False and doc["results"][0]["outcome"] == "nondeterministic"
     assert doc["results"][0]["sequenceNumber"] == 0
-    p = subprocess.run([sys.executable, "-m", "durable_core", "replay", "flows_v2", "--no-store",
+    p = subprocess.run([sys.executable, "-m", "durable_core", "replay", "flows_v2:reg", "--no-store",
                         "--file", "w1.history"], capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert p.returncode == 1 and "nondeterministic" in p.stdout, p.stdout + p.stderr
     assert main(["export", "nope", "--store", url]) == 1
-    assert main(["replay", "flows_v1", "--store", f"sqlite:///{tmp_path / 'missing.db'}"]) == 3
+    assert main(["replay", "flows_v1:reg", "--store", f"sqlite:///{tmp_path / 'missing.db'}"]) == 3
