@@ -52,6 +52,10 @@ _EXPORTS: dict[str, str] = {
     "RetryPolicy": "task",
     # engine
     "OrchestrationExecutor": "engine",
+    # versions
+    "VersioningOptions": "versioning",
+    "VersionMatch": "versioning",
+    "VersionFailure": "versioning",
     # runtime
     "Runtime": "runtime",
     "Worker": "worker",
@@ -92,6 +96,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .runtime import Runtime
     from .status import OrchestrationState, OrchestrationStatus
     from .task import RetryPolicy, Task, when_all, when_any
+    from .versioning import VersionFailure, VersioningOptions, VersionMatch
     from .worker import Worker
 
 

@@ -47,6 +47,7 @@ from .failure import failure_details_of
 from .history import FailureDetails, OrchestratorStarted, utc_now_us
 from .status import TERMINAL_STATUSES, OrchestrationStatus
 from .store import Store, WorkItem
+from .versioning import VersionFailure, VersioningOptions, VersionMatch
 
 __all__ = ["Worker"]
 
@@ -145,6 +146,7 @@ class Worker:
         sticky_cache_size: int = 4096,
         lookahead_seconds: float = 30.0,
         safety_poll_seconds: float = 1.0,
+        versioning: Optional[VersioningOptions] = None,
     ) -> None:
         if max_concurrent_activities < 1 or max_concurrent_orchestrations < 1:
             raise ValueError("concurrency limits must be at least 1")
@@ -168,6 +170,7 @@ class Worker:
         self._sessions: collections.OrderedDict[tuple[str, str], Any] = collections.OrderedDict()
         self._lookahead_us = int(lookahead_seconds * 1_000_000)
         self._safety_poll = safety_poll_seconds
+        self.versioning = versioning or VersioningOptions()
         self._executor: Any = None
         self._pool: Optional[_ActivityPool] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
@@ -175,6 +178,7 @@ class Worker:
         self._timers: Any = None
         self._timer_deadlines: set[int] = set()
         self._force_lookahead = False
+        self._lookahead_due = False
         self._completions: collections.deque[ActivityOutcome] = collections.deque()
         self._pending: list[WorkItem] = []
         self._retry_commits: list[StepWrite] = []
@@ -189,7 +193,8 @@ class Worker:
         self._started = False
         self._arity: dict[Any, int] = {}
         #: counters, for tests and benchmarks
-        self.stats = {"steps": 0, "activities": 0, "commits": 0, "refused": 0, "abandoned": 0}
+        self.stats = {"steps": 0, "activities": 0, "commits": 0, "refused": 0, "abandoned": 0,
+                      "rejected": 0}
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -316,6 +321,10 @@ class Worker:
             except RuntimeError:  # loop closed
                 pass
             return
+        if threading.get_ident() != self._loop_thread:
+            # a commit this loop did not make (another process, a client thread): it may have
+            # added work due later (a delayed start, a deferral), so read the due times again
+            self._lookahead_due = True
         self._wake_threadsafe()
 
     def _schedule_timer(self, visible_at_us: int) -> None:
@@ -352,6 +361,9 @@ class Worker:
         while not self._stopping:
             try:
                 mono = time.monotonic()
+                if self._lookahead_due and mono - last_lookahead > 0.01:
+                    self._lookahead_due = False
+                    last_lookahead = 0.0
                 if self._force_lookahead or mono - last_lookahead > self._lookahead_us / 3_000_000:
                     if self._force_lookahead:  # the store's clock jumped: schedule afresh
                         self._force_lookahead = False
@@ -409,7 +421,10 @@ class Worker:
         if pending:
             now = self.backend.now()
             for it in pending:
-                c, res = self._step(it, now)
+                c = self._version_check(it, now)
+                res = None
+                if c is None:
+                    c, res = self._step(it, now)
                 commits.append(c)
                 results.append(res)
         comp = self._completions
@@ -444,6 +459,10 @@ class Worker:
             self.stats["refused"] += len(t.refused)
             horizon = self.backend.now() + self._lookahead_us
             sessions = self._sessions
+            for c in commits:  # messages made to wait (rejected versions, early events)
+                for _rid, vis in c.deferrals:
+                    if vis <= horizon:
+                        self._schedule_timer(vis)
             for c, res in zip(commits, results):
                 if res is None:
                     continue
@@ -466,6 +485,36 @@ class Worker:
         return bool(commits or completions or t.work or t.activities or t.settlements)
 
     # -- orchestration steps ---------------------------------------------------------------
+    def _worker_version(self, name: str) -> Optional[str]:
+        version_of = getattr(self.registry, "orchestrator_version", None)
+        v = version_of(name) if version_of is not None else None
+        return v if v is not None else self.versioning.version
+
+    def _version_check(self, it: WorkItem, now: int) -> Optional[StepWrite]:
+        """None if this worker runs ``it``; else the write that leaves it for another worker
+        or fails it (see :mod:`durable_core.versioning`)."""
+        opts = self.versioning
+        if opts.match is VersionMatch.NONE:
+            return None
+        mine = self._worker_version(it.name)
+        theirs = it.claim.version
+        if opts.accepts(theirs, mine):
+            return None
+        if opts.on_mismatch is VersionFailure.FAIL:
+            fd = FailureDetails(
+                "VersionMismatchError",
+                f"orchestration {it.instance_id!r} has version {theirs!r}; this worker runs "
+                f"{it.name!r} at version {mine!r} and accepts "
+                f"{'only that version' if opts.match is VersionMatch.STRICT else 'it or older'}",
+                None, None, True)
+            return self.store.failed_write(it, fd)
+        self.stats["rejected"] += 1
+        log.info("orchestration %r (version %r) left for another worker: this one runs %r at "
+                 "version %r", it.instance_id, theirs, it.name, mine)
+        later = now + int(opts.retry_after_seconds * 1_000_000)
+        return StepWrite(it.instance_id, it.claim.fence, it.claim.status, touch=False,
+                         deferrals=[(m, later) for m in it.consumed])
+
     def _step(self, it: WorkItem, now: int) -> tuple[StepWrite, Any]:
         iid = it.instance_id
         key = (iid, it.execution_id)

@@ -62,6 +62,12 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
                    help="max instances replayed per batch")
     w.add_argument("--lease-seconds", type=float, default=None,
                    help="how long a claim on work lasts without a heartbeat")
+    w.add_argument("--version", dest="worker_version", default=None,
+                   help="this worker's orchestration version (where the registry gives none)")
+    w.add_argument("--version-match", choices=["none", "strict", "current_or_older"],
+                   default="none", help="which instance versions to run (default: all)")
+    w.add_argument("--on-version-mismatch", choices=["reject", "fail"], default="reject",
+                   help="leave other versions for another worker (default) or fail them")
     w.add_argument("--log-level", default="INFO")
     w.set_defaults(func=run)
 
@@ -70,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     """Serve until interrupted."""
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     registry = load_target(args.target)
+    from ..versioning import VersionFailure, VersioningOptions, VersionMatch
     from ..worker import Worker
 
     url = store_url(args)
@@ -79,6 +86,9 @@ def run(args: argparse.Namespace) -> int:
         max_concurrent_activities=args.activities,
         max_concurrent_orchestrations=args.orchestrations,
         lease_seconds=args.lease_seconds,
+        versioning=VersioningOptions(
+            version=args.worker_version, match=VersionMatch(args.version_match),
+            on_mismatch=VersionFailure(args.on_version_mismatch)),
     )
     logging.getLogger("durable_core").info(
         "worker %s serving %s on %s", worker.owner, args.target, url
