@@ -61,8 +61,10 @@ typedef struct {
     int kind;
     int state;
     int computed;       /* K_ALL: value holds the result list */
+    int fail_fast;      /* K_ALL: fail at the first failed child (else wait for all) */
     long long seq;
-    PyObject *value;    /* result, exception (failed) or winner (K_ANY) */
+    PyObject *value;    /* result, exception (failed), winner (K_ANY); for a pending K_ALL
+                         * the first failure of a child, reported once all have finished */
     PyObject *raw;      /* undecoded payload bytes, or NULL */
     PyObject *parents;  /* NULL, a task, or a list of tasks (composites waiting on it) */
     PyObject *children; /* composites: tuple of tasks */
@@ -209,6 +211,7 @@ task_new_internal(dc_replay_state *st, int kind, PyObject *ctx, PyObject *decode
     t->kind = kind;
     t->state = S_PENDING;
     t->computed = 0;
+    t->fail_fast = 0;
     t->seq = -1;
     t->value = NULL;
     t->raw = NULL;
@@ -324,13 +327,25 @@ task_child_done(TaskObject *parent, TaskObject *child)
         return task_set_done(parent, (PyObject *)child, NULL);
     }
     if (child->state == S_FAILED) {
-        return task_set_failed(parent, child->value);
+        if (parent->fail_fast) {
+            return task_set_failed(parent, child->value);
+        }
+        if (parent->value == NULL) { /* the first failure (in completion order) is reported */
+            parent->value = Py_NewRef(child->value);
+        }
     }
     parent->count++;
-    if (parent->children != NULL && parent->count == PyTuple_GET_SIZE(parent->children)) {
-        return task_set_done(parent, NULL, NULL);
+    if (parent->children == NULL || parent->count < PyTuple_GET_SIZE(parent->children)) {
+        return 0;
     }
-    return 0;
+    if (parent->value != NULL) {
+        PyObject *exc = parent->value;
+        parent->value = NULL;
+        int rc = task_set_failed(parent, exc);
+        Py_DECREF(exc);
+        return rc;
+    }
+    return task_set_done(parent, NULL, NULL);
 }
 
 static int
@@ -773,7 +788,7 @@ static PyType_Spec task_spec = {
 
 /* when_all / when_any */
 static PyObject *
-composite(PyObject *module, PyObject *tasks, int kind)
+composite(PyObject *module, PyObject *tasks, int kind, int fail_fast)
 {
     dc_replay_state *st = dc_get_state(module)->replay;
     PyObject *seq = PySequence_Tuple(tasks);
@@ -800,6 +815,7 @@ composite(PyObject *module, PyObject *tasks, int kind)
         return NULL;
     }
     parent->children = seq; /* owns */
+    parent->fail_fast = fail_fast;
     for (Py_ssize_t i = 0; i < n; i++) {
         TaskObject *c = TASK(PyTuple_GET_ITEM(seq, i));
         if (c->state == S_PENDING && task_add_parent(c, (PyObject *)parent) < 0) {
@@ -832,15 +848,22 @@ composite(PyObject *module, PyObject *tasks, int kind)
 }
 
 static PyObject *
-replay_when_all(PyObject *module, PyObject *tasks)
+replay_when_all(PyObject *module, PyObject *args, PyObject *kwargs)
 {
-    return composite(module, tasks, K_ALL);
+    static char *kwlist[] = {"tasks", "fail_fast", NULL};
+    PyObject *tasks;
+    int fail_fast = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$p:when_all", kwlist, &tasks,
+                                     &fail_fast)) {
+        return NULL;
+    }
+    return composite(module, tasks, K_ALL, fail_fast);
 }
 
 static PyObject *
 replay_when_any(PyObject *module, PyObject *tasks)
 {
-    return composite(module, tasks, K_ANY);
+    return composite(module, tasks, K_ANY, 0);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1889,8 +1912,9 @@ replay_register(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyMethodDef replay_methods[] = {
     {"_replay_register", (PyCFunction)(void (*)(void))replay_register, METH_FASTCALL,
      "_replay_register(event_classes, ScheduleTask): hand the engine the classes it uses."},
-    {"when_all", (PyCFunction)replay_when_all, METH_O,
-     "when_all(tasks) -> Task completing with all results (fails on the first failure)."},
+    {"when_all", (PyCFunction)(void (*)(void))replay_when_all, METH_VARARGS | METH_KEYWORDS,
+     "when_all(tasks, *, fail_fast=False) -> Task completing with all results once every\n"
+     "task finished; if any failed, it fails with the first failure (fail_fast: at once)."},
     {"when_any", (PyCFunction)replay_when_any, METH_O,
      "when_any(tasks) -> Task completing with the first task to finish."},
     {NULL, NULL, 0, NULL},

@@ -55,7 +55,7 @@ class Task(_task.Task):
     """A task of the Python engine (see :class:`durable_core.task.Task` for the interface)."""
 
     __slots__ = ("_kind", "_state", "_value", "_raw", "_parents", "_children", "_count",
-                 "_seq", "_extra", "_link", "_ctx")
+                 "_seq", "_extra", "_link", "_ctx", "_fail_fast")
 
     def __init__(self, kind: int, ctx: Any = None) -> None:
         self._kind = kind
@@ -69,6 +69,7 @@ class Task(_task.Task):
         self._extra: Any = None
         self._link: Any = None
         self._ctx = ctx
+        self._fail_fast = False
 
     # -- public interface -----------------------------------------------------------------------
     @property
@@ -152,11 +153,19 @@ class Task(_task.Task):
             return
         if self._kind == K_ANY:
             self._complete(child)
-        elif child._state == _FAILED:
-            self._fail(child._value)
-        else:
-            self._count += 1
-            if self._count == len(self._children):  # type: ignore[arg-type]
+            return
+        if child._state == _FAILED:
+            if self._fail_fast:
+                self._fail(child._value)
+                return
+            if self._value is None:  # the first failure (in completion order) is reported
+                self._value = child._value
+        self._count += 1
+        if self._count == len(self._children):  # type: ignore[arg-type]
+            exc, self._value = self._value, None
+            if exc is not None:
+                self._fail(exc)
+            else:
                 self._complete(None)
 
     def _add_parent(self, parent: "Task") -> None:
@@ -169,13 +178,14 @@ class Task(_task.Task):
             self._parents = [p, parent]
 
 
-def _composite(kind: int, tasks: Sequence[Any]) -> Task:
+def _composite(kind: int, tasks: Sequence[Any], fail_fast: bool = False) -> Task:
     for t in tasks:
         if type(t) is not Task:
             raise TypeError(f"expected tasks, got {type(t).__name__}")
     ctx = tasks[0]._ctx if tasks else None
     parent = Task(kind, ctx)
     parent._children = tuple(tasks)
+    parent._fail_fast = bool(fail_fast)
     for t in tasks:
         if t._state == _PENDING:
             t._add_parent(parent)
@@ -189,9 +199,10 @@ def _composite(kind: int, tasks: Sequence[Any]) -> Task:
     return parent
 
 
-def when_all(tasks: Sequence[Any]) -> Task:
-    """A task completing with all results (fails on the first failure)."""
-    return _composite(K_ALL, tasks)
+def when_all(tasks: Sequence[Any], *, fail_fast: bool = False) -> Task:
+    """A task completing with all results once every task finished; if any failed, it fails
+    with the first failure (``fail_fast``: as soon as one fails)."""
+    return _composite(K_ALL, tasks, fail_fast)
 
 
 def when_any(tasks: Sequence[Any]) -> Task:

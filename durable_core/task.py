@@ -198,15 +198,24 @@ def _engine_module_of(tasks: Sequence[Any]) -> Any:
     return mod
 
 
-def when_all(tasks: Sequence[Task]) -> Task:
-    """A task that completes when every task in ``tasks`` has completed.
+def when_all(tasks: Sequence[Task], *, fail_fast: bool = False) -> Task:
+    """A task that completes when every task in ``tasks`` has finished.
 
-    Its result is the list of their results, in order. It fails as soon as one of them fails,
-    with that task's error.
+    Its result is the list of their results, in order. If some of them failed, it fails once
+    all have finished, with the error of the first one to fail (in the order the failures
+    arrived) -- the Durable Task SDK's and .NET ``Task.WhenAll``'s semantics: code that catches
+    the error knows nothing is still running.
+
+    ``fail_fast=True`` fails as soon as one task fails instead (the others keep running and
+    their outcomes are ignored): for code that wants to react to the first failure at once,
+    for example to compensate without waiting for slow siblings.
     """
     if not isinstance(tasks, (list, tuple)):
         tasks = list(tasks)
-    return _engine_module_of(tasks).when_all(tasks)  # type: ignore[no-any-return]
+    mod = _engine_module_of(tasks)
+    if fail_fast:
+        return mod.when_all(tasks, fail_fast=True)  # type: ignore[no-any-return]
+    return mod.when_all(tasks)  # type: ignore[no-any-return]
 
 
 def when_any(tasks: Sequence[Task]) -> Task:
