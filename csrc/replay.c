@@ -47,7 +47,7 @@ struct dc_replay_state {
     PyObject *s_on_execution_started, *s_on_return, *s_on_error, *s_on_nondeterminism,
         *s_on_task_failed, *s_on_timer_link, *s_on_event_raised, *s_on_terminated,
         *s_on_cancel, *s_adopt, *s_call_activity_retry, *s_throw, *s_value, *s_serialize,
-        *s_deserialize, *s_durable_name, *s_name, *s_input, *s_retry_policy;
+        *s_deserialize, *s_durable_name, *s_name, *s_input, *s_retry_policy, *s_casefold;
 };
 
 /* ------------------------------------------------------------------------------------------ */
@@ -143,24 +143,41 @@ restore_exc(PyObject *exc) /* steals */
 #endif
 }
 
+/* self.name(a, b, c, d): the arguments up to the first NULL are passed. */
+static PyObject *
+call_method4(PyObject *self, PyObject *name, PyObject *a, PyObject *b, PyObject *c,
+             PyObject *d)
+{
+    PyObject *args[5] = {self, a, b, c, d};
+    size_t n = 1;
+    while (n < 5 && args[n] != NULL) {
+        n++;
+    }
+    return PyObject_VectorcallMethod(name, args, n, NULL);
+}
+
 static PyObject *
 call_method(PyObject *self, PyObject *name, PyObject *a, PyObject *b, PyObject *c)
 {
-    PyObject *args[4] = {self, a, b, c};
-    size_t n = 1 + (a != NULL) + (b != NULL) + (c != NULL);
-    return PyObject_VectorcallMethod(name, args, n, NULL);
+    return call_method4(self, name, a, b, c, NULL);
 }
 
 /* Call a policy callback and drop its result: 0, or -1 with an exception set. */
 static int
-policy(CtxObject *self, PyObject *name, PyObject *a, PyObject *b, PyObject *c)
+policy4(CtxObject *self, PyObject *name, PyObject *a, PyObject *b, PyObject *c, PyObject *d)
 {
-    PyObject *r = call_method((PyObject *)self, name, a, b, c);
+    PyObject *r = call_method4((PyObject *)self, name, a, b, c, d);
     if (r == NULL) {
         return -1;
     }
     Py_DECREF(r);
     return 0;
+}
+
+static int
+policy(CtxObject *self, PyObject *name, PyObject *a, PyObject *b, PyObject *c)
+{
+    return policy4(self, name, a, b, c, NULL);
 }
 
 /* An int field as long long; *ok = 0 when it is not an int in range (no exception left). */
@@ -1235,8 +1252,36 @@ event_kind(dc_replay_state *st, PyObject *ev)
     return 0;
 }
 
+/* Event names match case-insensitively, as external events do (the Durable Task SDK checks a
+ * replayed send_event the same way): 1 same, 0 different, -1 error. */
 static int
-ctx_match(CtxObject *self, PyObject *ev, int kind, PyObject *name)
+same_event_name(dc_replay_state *st, PyObject *a, PyObject *b)
+{
+    int eq = PyObject_RichCompareBool(a, b, Py_EQ);
+    if (eq != 0 || !PyUnicode_Check(a) || !PyUnicode_Check(b)) {
+        return eq;
+    }
+    PyObject *fa = PyObject_CallMethodNoArgs(a, st->s_casefold);
+    if (fa == NULL) {
+        return -1;
+    }
+    PyObject *fb = PyObject_CallMethodNoArgs(b, st->s_casefold);
+    if (fb == NULL) {
+        Py_DECREF(fa);
+        return -1;
+    }
+    eq = PyObject_RichCompareBool(fa, fb, Py_EQ);
+    Py_DECREF(fa);
+    Py_DECREF(fb);
+    return eq;
+}
+
+/* A history event recording an action (ev's event_id is its sequence number) meets the pending
+ * action with that number: the kinds must agree, and the names (activities,
+ * sub-orchestrations), or the target and event name (sent events). name/target: the event's,
+ * NULL when not compared. Otherwise the policy is told (it fails the instance). */
+static int
+ctx_match(CtxObject *self, PyObject *ev, int kind, PyObject *name, PyObject *target)
 {
     int ok;
     long long seq = as_seq(PyTuple_GET_ITEM(ev, 0), &ok);
@@ -1247,32 +1292,47 @@ ctx_match(CtxObject *self, PyObject *ev, int kind, PyObject *name)
         if (m1 == NULL) {
             return -1;
         }
-        int rc = policy(self, st->s_on_nondeterminism, ev, m1, Py_None);
+        int rc = policy4(self, st->s_on_nondeterminism, ev, m1, Py_None, Py_None);
         Py_DECREF(m1);
         return rc;
     }
     int skind = s->kind;
-    PyObject *sname = Py_XNewRef(s->name);
-    slot_clear_action(s);
+    PyObject *sname, *starget = NULL;
+    if (skind == A_SEND && s->action != NULL && PyTuple_GET_SIZE(s->action) >= 3) {
+        /* SendEvent(id, instance_id, name, input) */
+        starget = Py_NewRef(PyTuple_GET_ITEM(s->action, 1));
+        sname = Py_NewRef(PyTuple_GET_ITEM(s->action, 2));
+    }
+    else {
+        sname = Py_XNewRef(s->name);
+    }
+    slot_clear_action(s); /* s is not used below: comparing may run Python code */
     int same = skind == kind;
-    if (same && name != NULL) {
-        same = sname != NULL ? PyObject_RichCompareBool(sname, name, Py_EQ) : 0;
-        if (same < 0) {
-            Py_XDECREF(sname);
-            return -1;
+    if (same && target != NULL) {
+        same = starget != NULL ? PyObject_RichCompareBool(starget, target, Py_EQ) : 0;
+    }
+    if (same > 0 && name != NULL) {
+        if (sname == NULL) {
+            same = 0;
+        }
+        else if (kind == A_SEND) {
+            same = same_event_name(st, sname, name);
+        }
+        else {
+            same = PyObject_RichCompareBool(sname, name, Py_EQ);
         }
     }
-    int rc = 0;
-    if (!same) {
+    int rc = same < 0 ? -1 : 0;
+    if (same == 0) {
         PyObject *k = PyLong_FromLong(skind);
-        if (k == NULL) {
-            Py_XDECREF(sname);
-            return -1;
-        }
-        rc = policy(self, st->s_on_nondeterminism, ev, k, sname != NULL ? sname : Py_None);
-        Py_DECREF(k);
+        rc = k == NULL ? -1
+                       : policy4(self, st->s_on_nondeterminism, ev, k,
+                                sname != NULL ? sname : Py_None,
+                                starget != NULL ? starget : Py_None);
+        Py_XDECREF(k);
     }
     Py_XDECREF(sname);
+    Py_XDECREF(starget);
     return rc;
 }
 
@@ -1335,11 +1395,14 @@ ctx_handle(CtxObject *self, PyObject *ev, int k)
             return -1;
         }
         return ctx_match(self, ev, k == E_TASK_SCHEDULED ? A_TASK : A_SUBORCH,
-                         PyTuple_GET_ITEM(ev, 2));
+                         PyTuple_GET_ITEM(ev, 2), NULL);
     case E_TIMER_CREATED:
-        return ctx_match(self, ev, A_TIMER, NULL);
-    case E_EVENT_SENT:
-        return ctx_match(self, ev, A_SEND, NULL);
+        return ctx_match(self, ev, A_TIMER, NULL, NULL);
+    case E_EVENT_SENT: /* EventSent(event_id, timestamp, instance_id, name, input) */
+        if (need_fields(ev, 4) < 0) {
+            return -1;
+        }
+        return ctx_match(self, ev, A_SEND, PyTuple_GET_ITEM(ev, 3), PyTuple_GET_ITEM(ev, 2));
     case E_TASK_COMPLETED:
     case E_SUBORCH_COMPLETED:
         if (need_fields(ev, 4) < 0) {
@@ -1952,6 +2015,7 @@ dc_replay_exec(PyObject *module, dc_module_state *ms)
     INTERN(s_name, "__name__")
     INTERN(s_input, "input")
     INTERN(s_retry_policy, "retry_policy")
+    INTERN(s_casefold, "casefold")
 #undef INTERN
     st->task_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &task_spec, NULL);
     if (st->task_type == NULL) {
@@ -2016,6 +2080,7 @@ dc_replay_clear(dc_module_state *ms)
     Py_CLEAR(st->s_name);
     Py_CLEAR(st->s_input);
     Py_CLEAR(st->s_retry_policy);
+    Py_CLEAR(st->s_casefold);
 }
 
 void

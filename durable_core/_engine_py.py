@@ -417,11 +417,12 @@ class ContextCore:
             self._resume()
 
     def _match(self, ev: Any, kind: int, name: Optional[str]) -> None:
+        """``ev`` records an action: the pending one with its sequence number must agree."""
         rec = self._actions.pop(ev.event_id, None)
         if rec is None:
-            self._on_nondeterminism(ev, -1, None)  # type: ignore[attr-defined]
+            self._on_nondeterminism(ev, -1, None, None)  # type: ignore[attr-defined]
         elif rec[0] != kind or (name is not None and rec[1] != name):
-            self._on_nondeterminism(ev, rec[0], rec[1])  # type: ignore[attr-defined]
+            self._on_nondeterminism(ev, rec[0], *_code_side(rec))  # type: ignore[attr-defined]
 
     def _h_task_scheduled(self, ev: Any) -> None:
         self._match(ev, A_TASK, ev.name)
@@ -433,7 +434,17 @@ class ContextCore:
         self._match(ev, A_SUBORCH, ev.name)
 
     def _h_event_sent(self, ev: Any) -> None:
-        self._match(ev, A_SEND, None)
+        # target and event name must agree too; event names case-insensitively (as the C core)
+        rec = self._actions.pop(ev.event_id, None)
+        if rec is None:
+            self._on_nondeterminism(ev, -1, None, None)  # type: ignore[attr-defined]
+            return
+        if rec[0] == A_SEND:
+            action = rec[2]
+            if action.instance_id == ev.instance_id and (
+                    action.name == ev.name or _same_name(action.name, ev.name)):
+                return
+        self._on_nondeterminism(ev, rec[0], *_code_side(rec))  # type: ignore[attr-defined]
 
     def _h_completed(self, ev: Any) -> None:
         t = self._tasks.pop(ev.task_scheduled_id, None)
@@ -479,6 +490,17 @@ class ContextCore:
 
     def _h_ignore(self, ev: Any) -> None:
         pass
+
+
+def _code_side(rec: tuple[int, Optional[str], Any, Any]) -> tuple[Any, Any]:
+    """(name, target) of a pending action, for a non-determinism report."""
+    if rec[0] == A_SEND:
+        return rec[2].name, rec[2].instance_id
+    return rec[1], None
+
+
+def _same_name(a: Any, b: Any) -> bool:
+    return isinstance(a, str) and isinstance(b, str) and a.casefold() == b.casefold()
 
 
 _HANDLERS: dict[type, Callable[[ContextCore, Any], None]] = {

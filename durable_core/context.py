@@ -361,18 +361,27 @@ class OrchestrationContext:
         """The orchestrator raised ``exc`` (or the engine found a fault): fail the instance."""
         self._finish(OrchestrationStatus.FAILED, None, failure_details_of(exc))
 
-    def _on_nondeterminism(self, ev: Any, code_kind: int, code_name: Optional[str]) -> None:
-        """History recorded ``ev`` but the code did something else at that sequence number."""
+    def _on_nondeterminism(self, ev: Any, code_kind: int, code_name: Optional[str],
+                           code_target: Optional[str] = None) -> None:
+        """History recorded ``ev`` but the code did something else at that sequence number.
+
+        ``code_kind`` is the kind of the code's pending action there (-1: none);
+        ``code_name`` / ``code_target`` its name and, for a sent event, its target instance.
+        """
         seq = ev.event_id
         what = type(ev).__name__
         name = getattr(ev, "name", None)
         history_side = f"{what} {name!r}" if name is not None else what
+        if what == "EventSent":
+            history_side += f" to {ev.instance_id!r}"
         if code_kind < 0:
             code_side = "made no call with this sequence number"
         else:
             code_side = _ACTION_WORDS.get(code_kind, "did something else")
             if code_name is not None:
                 code_side += f" {code_name!r}"
+            if code_target is not None:
+                code_side += f" to {code_target!r}"
         msg = (f"non-deterministic orchestration {self.instance_id!r}: at sequence number "
                f"{seq} the history has {history_side} but the code {code_side}")
         self._on_error(NonDeterminismError(msg, instance_id=self.instance_id,

@@ -932,6 +932,48 @@ def test_nondeterminism_sub_orchestration_name(core: Any, reg: dc.Registry) -> N
     assert "SubOrchestrationInstanceCreated 'kid'" in fd.message
 
 
+def _sender(target: str, name: str) -> Any:
+    def orch(ctx: Any) -> Any:
+        ctx.send_event(target, name, data=1)
+        yield ctx.wait_for_external_event("never")
+
+    return orch
+
+
+@pytest.mark.parametrize("target,name,message", [
+    ("other", "ping", None),
+    ("other", "PING", None),  # event names match case-insensitively
+    ("other", "pong", "EventSent 'ping' to 'other' but the code sent event 'pong' to 'other'"),
+    ("elsewhere", "ping",
+     "EventSent 'ping' to 'other' but the code sent event 'ping' to 'elsewhere'"),
+    ("Other", "ping", "but the code sent event 'ping' to 'Other'"),  # instance ids exactly
+])
+def test_nondeterminism_send_event(core: Any, reg: dc.Registry, target: str, name: str,
+                                   message: Any) -> None:
+    reg.add_orchestrator(_sender("other", "ping"), name="orch")
+    hist = _history_of(core, reg, "orch", {})
+    assert [e for e in hist if type(e) is h.EventSent] == [
+        h.EventSent(0, T0, "other", "ping", b"1")]
+    res = _replay_with(core, _sender(target, name), hist)
+    if message is None:
+        assert res.completion is None and res.actions == []
+        return
+    fd = res.completion.failure_details
+    assert res.completion.status == S.FAILED and fd.error_type == "NonDeterminismError"
+    assert "sequence number 0" in fd.message and message in fd.message
+
+
+def test_nondeterminism_send_event_replaced_by_activity(core: Any, reg: dc.Registry) -> None:
+    def changed(ctx: Any) -> Any:
+        yield ctx.call_activity("double", input=1)
+
+    reg.add_orchestrator(_sender("other", "ping"), name="orch")
+    res = _replay_with(core, changed, _history_of(core, reg, "orch", {}))
+    fd = res.completion.failure_details
+    assert fd.error_type == "NonDeterminismError"
+    assert "EventSent 'ping' to 'other' but the code scheduled activity 'double'" in fd.message
+
+
 def test_code_cannot_reenter_the_engine(core: Any, reg: dc.Registry) -> None:
     def orch(ctx: Any) -> Any:
         yield ctx.call_activity("double", input=1)
