@@ -78,6 +78,15 @@ class ReplaySafeLogger:
     def _ok(self) -> bool:
         return not self._ctx.is_replaying
 
+    @property
+    def logger(self) -> logging.Logger:
+        """The wrapped logger."""
+        return self._logger
+
+    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - logging's spelling
+        """False while replaying, else whether the wrapped logger logs at ``level``."""
+        return self._ok() and self._logger.isEnabledFor(level)
+
     def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
         """Log ``msg`` at ``level`` unless replaying."""
         if self._ok():
@@ -169,9 +178,16 @@ class OrchestrationContext:
     # -- public API ---------------------------------------------------------------------------
     @property
     def current_utc_datetime(self) -> datetime:
-        """The orchestration's current time (UTC, aware): the start of the current episode.
+        """The orchestration's current time: the start of the current episode, as an *aware*
+        UTC ``datetime`` (``tzinfo=timezone.utc``).
 
         Deterministic: during replay it is the time the replayed step originally ran.
+
+        The Durable Task SDK gives a naive datetime holding UTC. Aware is kept on purpose: a
+        naive value's ``.timestamp()`` and ``.astimezone()`` read it as *local* time, wrong on
+        every server not set to UTC, and Python deprecated the naive ``utcnow()`` in 3.12.
+        Every API here that takes a datetime accepts both (naive is taken as UTC); code that
+        compares this value with naive datetimes uses ``.replace(tzinfo=None)``.
         """
         return to_datetime(self._now_us)
 
@@ -182,6 +198,13 @@ class OrchestrationContext:
         if lg is None:
             lg = self.__dict__["_logger"] = ReplaySafeLogger(self)
         return lg
+
+    def create_replay_safe_logger(self, logger: logging.Logger) -> ReplaySafeLogger:
+        """``logger`` wrapped so that it is silent while replaying (the Durable Task SDK's
+        spelling; :attr:`logger` is the same over ``durable_core.orchestration``)."""
+        if not isinstance(logger, logging.Logger):
+            raise TypeError(f"expected a logging.Logger, got {type(logger).__name__}")
+        return ReplaySafeLogger(self, logger)
 
     def create_timer(self, fire_at: Union[datetime, timedelta]) -> Task:
         """A durable timer firing at ``fire_at`` (aware or naive-UTC datetime) or after a delay."""

@@ -9,6 +9,10 @@ the code when history says the operation finished. Tasks are created by the cont
 The concrete task classes belong to the replay engine in use (C or the pure-Python twin); both
 are registered as virtual subclasses of :class:`Task`, so ``isinstance(t, Task)`` holds for
 either.
+
+``from durable_core import task`` stands in for the Durable Task SDK's ``durabletask.task``:
+besides its own names it gives ``task.OrchestrationContext``, ``task.ActivityContext`` and the
+errors ``task.TaskFailedError``, ``task.NonDeterminismError``, ``task.TaskCancelledError``.
 """
 
 from __future__ import annotations
@@ -229,3 +233,23 @@ def when_any(tasks: Sequence[Task]) -> Task:
     if not tasks:
         raise ValueError("when_any needs at least one task")
     return _engine_module_of(tasks).when_any(tasks)  # type: ignore[no-any-return]
+
+
+# Names ported code finds in the Durable Task SDK's ``task`` module, defined elsewhere here
+# (imported on first use: ``context`` imports this module).
+_SDK_NAMES = {
+    "OrchestrationContext": "context",
+    "ActivityContext": "context",
+    "TaskFailedError": "errors",
+    "NonDeterminismError": "errors",
+    "TaskCancelledError": "errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    mod = _SDK_NAMES.get(name)
+    if mod is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"durable_core.{mod}"), name)
+    globals()[name] = value
+    return value

@@ -790,6 +790,66 @@ def test_timer_at_datetime(core: Any, reg: dc.Registry) -> None:
     assert d.output == 2030
 
 
+def test_create_timer_takes_aware_and_naive_datetimes(core: Any, reg: dc.Registry) -> None:
+    """A naive datetime is UTC (never local time); any aware one means its own instant."""
+    def orch(ctx: Any) -> Any:
+        now = ctx.current_utc_datetime
+        assert now.tzinfo is timezone.utc
+        later = now + timedelta(minutes=5)
+        plus2 = timezone(timedelta(hours=2))
+        for when in (later, later.replace(tzinfo=None), later.astimezone(plus2)):
+            yield ctx.create_timer(when)
+        try:
+            now < datetime(2000, 1, 1)  # noqa: B015 - aware vs naive, as in the SDK's code
+        except TypeError:
+            pass
+        return now.replace(tzinfo=None) > datetime(2000, 1, 1)  # the one-line fix
+
+    reg.add_orchestrator(orch)
+    d = make(core, reg)
+    d.start("orch")
+    d.run()
+    timers = [a for r in d.results for a in r.actions if type(a) is CreateTimer]
+    assert [t.fire_at for t in timers] == [T0 + 300 * SEC] * 3
+    assert d.output is True
+
+
+def test_create_replay_safe_logger(core: Any, reg: dc.Registry,
+                                   caplog: pytest.LogCaptureFixture) -> None:
+    log = logging.getLogger("durable_core.tests.ported")
+    enabled: list[bool] = []
+
+    def orch(ctx: Any) -> Any:
+        olog = ctx.create_replay_safe_logger(log)
+        assert olog.logger is log
+        enabled.append(olog.isEnabledFor(logging.INFO))
+        olog.info("starting %s", ctx.instance_id)
+        yield ctx.call_activity("double", input=1)
+        olog.warning("done")
+        try:
+            ctx.create_replay_safe_logger("not a logger")
+        except TypeError:
+            return "refused"
+
+    reg.add_orchestrator(orch)
+    d = make(core, reg, ACTS, check_sticky=False)
+    with caplog.at_level(logging.INFO, logger="durable_core.tests.ported"):
+        d.start("orch")
+        d.run()
+    assert d.output == "refused"
+    msgs = [r.getMessage() for r in caplog.records if r.name == log.name]
+    assert msgs == ["starting inst", "done"]
+    assert enabled == [True, False]  # the second run replayed the start
+
+
+def test_sdk_error_names() -> None:
+    assert dc.OrchestratorNotRegisteredError is dc.OrchestratorNotFoundError
+    from durable_core import errors
+
+    assert "OrchestratorNotRegisteredError" in errors.__all__
+    assert "OrchestratorNotRegisteredError" in dir(dc)
+
+
 def test_decorators_and_registry() -> None:
     @dc.orchestrator(name="named_orch_for_test")
     def o(ctx: Any) -> Any:
