@@ -33,7 +33,7 @@ enum {
     E_EVENT_RAISED, E_EVENT_SENT
 };
 
-/* task kinds and action kinds: durable_core/context.py */
+/* task kinds and action kinds: durable_core/protocol.py (checked at registration) */
 enum { K_ACTIVITY, K_TIMER, K_SUBORCH, K_EVENT, K_ALL, K_ANY, K_DONE, K_LAST };
 enum { A_NONE = -1, A_TASK = 0, A_TIMER, A_SUBORCH, A_SEND };
 enum { S_PENDING, S_DONE, S_FAILED };
@@ -1934,12 +1934,159 @@ static PyType_Spec ctx_spec = {
 /* module                                                                                      */
 /* ------------------------------------------------------------------------------------------ */
 
+/* The protocol constants this file was compiled with (durable_core/protocol.py holds the
+ * Python side; _replay_register compares them all, so an extension built from other sources
+ * refuses to load instead of misreading task kinds). */
+static const struct {
+    const char *name;
+    int value;
+} protocol_ints[] = {
+    {"K_ACTIVITY", K_ACTIVITY}, {"K_TIMER", K_TIMER}, {"K_SUBORCH", K_SUBORCH},
+    {"K_EVENT", K_EVENT},       {"K_ALL", K_ALL},     {"K_ANY", K_ANY},
+    {"K_DONE", K_DONE},         {"A_TASK", A_TASK},   {"A_TIMER", A_TIMER},
+    {"A_SUBORCH", A_SUBORCH},   {"A_SEND", A_SEND},
+};
+static const struct {
+    const char *name;
+    const char *value; /* NULL: None */
+} protocol_strs[] = {
+    {"T_USER", NULL},
+    {"T_RETRY", "retry"},
+    {"T_TIMEOUT", "timeout"},
+};
+#define N_PROTOCOL_INTS (sizeof protocol_ints / sizeof protocol_ints[0])
+#define N_PROTOCOL_STRS (sizeof protocol_strs / sizeof protocol_strs[0])
+
+/* EVENT_TYPE order (durable_core/history.py): checked at registration. */
+static const char *const event_names[N_EVENTS + 1] = {
+    NULL, "ExecutionStarted", "ExecutionCompleted", "ExecutionTerminated", "ExecutionSuspended",
+    "ExecutionResumed", "ContinueAsNew", "OrchestratorStarted", "OrchestratorCompleted",
+    "TaskScheduled", "TaskCompleted", "TaskFailed", "SubOrchestrationInstanceCreated",
+    "SubOrchestrationInstanceCompleted", "SubOrchestrationInstanceFailed", "TimerCreated",
+    "TimerFired", "EventRaised", "EventSent",
+};
+
+static int
+protocol_mismatch(const char *name, PyObject *got, const char *compiled)
+{
+    PyErr_Format(PyExc_ImportError,
+                 "durable_core._core: protocol constant %s is %R in durable_core.protocol but %s "
+                 "in the compiled replay engine: the extension was built from other sources "
+                 "(rebuild it)",
+                 name, got, compiled);
+    return -1;
+}
+
+/* Compare the protocol table (a mapping name -> value) with the compiled-in constants. */
+static int
+check_protocol(PyObject *table)
+{
+    if (!PyDict_Check(table)) {
+        PyErr_SetString(PyExc_TypeError, "_replay_register: the protocol table must be a dict");
+        return -1;
+    }
+    for (size_t i = 0; i < N_PROTOCOL_INTS; i++) {
+        PyObject *v = PyDict_GetItemString(table, protocol_ints[i].name); /* borrowed */
+        char compiled[24];
+        PyOS_snprintf(compiled, sizeof compiled, "%d", protocol_ints[i].value);
+        if (v == NULL) {
+            PyErr_Format(PyExc_ImportError,
+                         "durable_core._core: protocol constant %s (%s in the compiled replay "
+                         "engine) is missing from durable_core.protocol",
+                         protocol_ints[i].name, compiled);
+            return -1;
+        }
+        int overflow = 0;
+        long x = PyLong_CheckExact(v) ? PyLong_AsLongAndOverflow(v, &overflow) : -1;
+        if (x == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        if (!PyLong_CheckExact(v) || overflow != 0 || x != protocol_ints[i].value) {
+            return protocol_mismatch(protocol_ints[i].name, v, compiled);
+        }
+    }
+    for (size_t i = 0; i < N_PROTOCOL_STRS; i++) {
+        const char *want = protocol_strs[i].value;
+        PyObject *v = PyDict_GetItemString(table, protocol_strs[i].name); /* borrowed */
+        char compiled[48];
+        PyOS_snprintf(compiled, sizeof compiled, want != NULL ? "'%s'" : "None",
+                      want != NULL ? want : "");
+        if (v == NULL) {
+            PyErr_Format(PyExc_ImportError,
+                         "durable_core._core: protocol constant %s (%s in the compiled replay "
+                         "engine) is missing from durable_core.protocol",
+                         protocol_strs[i].name, compiled);
+            return -1;
+        }
+        int same = want == NULL ? v == Py_None
+                                : PyUnicode_CheckExact(v) &&
+                                      PyUnicode_CompareWithASCIIString(v, want) == 0;
+        if (!same) {
+            return protocol_mismatch(protocol_strs[i].name, v, compiled);
+        }
+    }
+    if ((size_t)PyDict_GET_SIZE(table) != N_PROTOCOL_INTS + N_PROTOCOL_STRS) {
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        while (PyDict_Next(table, &pos, &k, &v)) {
+            int known = 0;
+            for (size_t i = 0; i < N_PROTOCOL_INTS && !known; i++) {
+                known = PyUnicode_Check(k) &&
+                        PyUnicode_CompareWithASCIIString(k, protocol_ints[i].name) == 0;
+            }
+            for (size_t i = 0; i < N_PROTOCOL_STRS && !known; i++) {
+                known = PyUnicode_Check(k) &&
+                        PyUnicode_CompareWithASCIIString(k, protocol_strs[i].name) == 0;
+            }
+            if (!known) {
+                PyErr_Format(PyExc_ImportError,
+                             "durable_core._core: durable_core.protocol defines %R, which the "
+                             "compiled replay engine does not know: the extension was built from "
+                             "other sources (rebuild it)",
+                             k);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Each class must be the NamedTuple of its EVENT_TYPE (the engine reads fields by index). */
+static int
+check_event_class(PyObject *c, int event_type)
+{
+    if (!PyType_Check(c) || !PyType_IsSubtype((PyTypeObject *)c, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "event classes must be NamedTuple classes");
+        return -1;
+    }
+    PyObject *et = PyObject_GetAttrString(c, "EVENT_TYPE");
+    if (et == NULL) {
+        return -1;
+    }
+    long v = PyLong_Check(et) ? PyLong_AsLong(et) : -1;
+    Py_DECREF(et);
+    if (v == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    const char *want = event_names[event_type];
+    if (v != event_type ||
+        strcmp(((PyTypeObject *)c)->tp_name, want) != 0) { /* heap types: the bare name */
+        PyErr_Format(PyExc_ImportError,
+                     "durable_core._core: event class %d must be %s with EVENT_TYPE %d, got %R: "
+                     "the extension was built from other sources (rebuild it)",
+                     event_type, want, event_type, c);
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *
 replay_register(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     dc_replay_state *st = dc_get_state(module)->replay;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "_replay_register(event_classes, ScheduleTask)");
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_replay_register(event_classes, ScheduleTask, protocol_constants)");
         return NULL;
     }
     PyObject *classes = PySequence_Tuple(args[0]);
@@ -1947,34 +2094,41 @@ replay_register(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     if (PyTuple_GET_SIZE(classes) != N_EVENTS) {
-        Py_DECREF(classes);
-        PyErr_SetString(PyExc_ValueError, "expected the 18 event classes in EVENT_TYPE order");
-        return NULL;
+        PyErr_Format(PyExc_ImportError,
+                     "durable_core._core: expected the %d event classes in EVENT_TYPE order, got "
+                     "%zd: the extension was built from other sources (rebuild it)",
+                     N_EVENTS, PyTuple_GET_SIZE(classes));
+        goto fail;
     }
     for (Py_ssize_t i = 0; i < N_EVENTS; i++) {
-        PyObject *c = PyTuple_GET_ITEM(classes, i);
-        if (!PyType_Check(c) || !PyType_IsSubtype((PyTypeObject *)c, &PyTuple_Type)) {
-            Py_DECREF(classes);
-            PyErr_SetString(PyExc_TypeError, "event classes must be NamedTuple classes");
-            return NULL;
+        if (check_event_class(PyTuple_GET_ITEM(classes, i), (int)i + 1) < 0) {
+            goto fail;
         }
     }
     if (!PyType_Check(args[1])) {
-        Py_DECREF(classes);
         PyErr_SetString(PyExc_TypeError, "ScheduleTask must be a class");
-        return NULL;
+        goto fail;
     }
+    if (check_protocol(args[2]) < 0) {
+        goto fail;
+    }
+    /* everything checked: install (the previous registration stays on any failure) */
+    st = dc_get_state(module)->replay;
     for (Py_ssize_t i = 0; i < N_EVENTS; i++) {
         Py_XSETREF(st->events[i + 1], Py_NewRef(PyTuple_GET_ITEM(classes, i)));
     }
     Py_XSETREF(st->schedule_task, Py_NewRef(args[1]));
     Py_DECREF(classes);
     Py_RETURN_NONE;
+fail:
+    Py_DECREF(classes);
+    return NULL;
 }
 
 static PyMethodDef replay_methods[] = {
     {"_replay_register", (PyCFunction)(void (*)(void))replay_register, METH_FASTCALL,
-     "_replay_register(event_classes, ScheduleTask): hand the engine the classes it uses."},
+     "_replay_register(event_classes, ScheduleTask, protocol_constants): hand the engine the\n"
+     "classes it uses; refuses (ImportError) constants or classes other than those compiled in."},
     {"when_all", (PyCFunction)(void (*)(void))replay_when_all, METH_VARARGS | METH_KEYWORDS,
      "when_all(tasks, *, fail_fast=False) -> Task completing with all results once every\n"
      "task finished; if any failed, it fails with the first failure (fail_fast: at once)."},

@@ -20,11 +20,12 @@ Payloads are deserialized only when code receives them (a task keeps the raw byt
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from . import history as h
+from . import protocol
 from . import task as _task
-from .context import (
+from .protocol import (
     A_SEND,
     A_SUBORCH,
     A_TASK,
@@ -212,8 +213,35 @@ def when_any(tasks: Sequence[Any]) -> Task:
     return _composite(K_ANY, tasks)
 
 
-def _replay_register(event_classes: Any, schedule_task: type) -> None:
-    """Nothing to register in Python (the C core takes the classes it builds and checks)."""
+def _replay_register(event_classes: Any, schedule_task: type,
+                     constants: Mapping[str, Any]) -> None:
+    """Interface twin of the C registration: check what would be handed over.
+
+    This core uses :mod:`durable_core.history` and :mod:`durable_core.protocol` directly, so
+    it keeps nothing; like the C core it refuses (``ImportError``) classes or protocol
+    constants other than its own, naming the first that differs.
+    """
+    classes = tuple(event_classes)
+    if classes != tuple(h.EVENT_CLASSES):
+        raise ImportError("durable_core._engine_py: the event classes are not those of "
+                          "durable_core.history in EVENT_TYPE order")
+    if not isinstance(schedule_task, type):
+        raise TypeError("ScheduleTask must be a class")
+    if not isinstance(constants, dict):
+        raise TypeError("_replay_register: the protocol table must be a dict")
+    own = protocol.CONSTANTS
+    for name, value in own.items():
+        if name not in constants:
+            raise ImportError(f"durable_core._engine_py: protocol constant {name} ({value!r} "
+                              "here) is missing from the table")
+        got = constants[name]
+        if type(got) is not type(value) or got != value:
+            raise ImportError(f"durable_core._engine_py: protocol constant {name} is {got!r} "
+                              f"in the table but {value!r} here")
+    for name in constants:
+        if name not in own:
+            raise ImportError(f"durable_core._engine_py: the table defines {name!r}, which "
+                              "this engine does not know")
 
 
 class ContextCore:

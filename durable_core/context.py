@@ -29,6 +29,20 @@ from .errors import (
 )
 from .failure import failure_details_of
 from .history import FailureDetails, from_datetime, to_datetime
+from .protocol import (  # shared with the engine cores
+    A_SEND,
+    A_SUBORCH,
+    A_TASK,
+    A_TIMER,
+    K_ACTIVITY,
+    K_DONE,
+    K_EVENT,
+    K_SUBORCH,
+    K_TIMER,
+    T_RETRY,
+    T_TIMEOUT,
+    T_USER,
+)
 from .registry import name_of
 from .status import OrchestrationStatus
 from .task import (
@@ -46,17 +60,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["OrchestrationContext", "ActivityContext", "ReplaySafeLogger", "failure_details_of"]
 
-# Task kinds and action kinds shared with the engine cores (C and twin): never renumber.
-K_ACTIVITY, K_TIMER, K_SUBORCH, K_EVENT, K_ALL, K_ANY, K_DONE = range(7)
-A_TASK, A_TIMER, A_SUBORCH, A_SEND = range(4)
 _ACTION_WORDS = {
     A_TASK: "scheduled activity",
     A_TIMER: "created a timer",
     A_SUBORCH: "started sub-orchestration",
     A_SEND: "sent event",
 }
-# Timer roles (stored in a timer task's ``_extra``): user timer, retry back-off, event timeout.
-T_USER, T_RETRY, T_TIMEOUT = None, "retry", "timeout"
 
 _UUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_OID, "9e952958-5e33-4daf-827f-2fa12937b875")
 _LOG = logging.getLogger("durable_core.orchestration")

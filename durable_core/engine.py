@@ -25,6 +25,7 @@ from typing import Any, NamedTuple, Optional, Sequence, Union
 
 from . import _impl
 from . import history as h
+from . import protocol
 from .context import OrchestrationContext
 from .converter import DataConverter, JsonDataConverter, default_converter
 from .registry import Registry, default_registry
@@ -66,7 +67,8 @@ def _register_c_engine() -> None:
     from .task import Task
 
     for register in _impl.implementations("_replay_register", "durable_core._engine_py").values():
-        register(h.EVENT_CLASSES, ScheduleTask)
+        # the C core compares every constant with the one it was compiled with (ImportError)
+        register(h.EVENT_CLASSES, ScheduleTask, dict(protocol.CONSTANTS))
     c_task = _impl.implementations("Task", "durable_core._engine_py").get("c")
     if c_task is not None:
         # ``await task`` yields the task itself to the engine and returns what it sends back
