@@ -132,17 +132,6 @@ fetch_exc(void)
 #endif
 }
 
-static void
-restore_exc(PyObject *exc) /* steals */
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    PyErr_SetRaisedException(exc);
-#else
-    PyObject *tb = PyException_GetTraceback(exc);
-    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, tb);
-#endif
-}
-
 /* self.name(a, b, c, d): the arguments up to the first NULL are passed. */
 static PyObject *
 call_method4(PyObject *self, PyObject *name, PyObject *a, PyObject *b, PyObject *c,
@@ -1098,16 +1087,14 @@ ctx_dealloc(CtxObject *self)
 
 #define COMPLETE(self) ((self)->completion != NULL)
 
-/* An exception raised by user code: Exception subclasses fail the instance (0 after the
- * policy ran); anything else (KeyboardInterrupt, SystemExit) propagates (-1, restored). */
+/* An exception raised by user code fails the instance (0 once the policy ran): any
+ * BaseException -- SystemExit, KeyboardInterrupt, GeneratorExit raised explicitly, an
+ * asyncio.CancelledError from an async def orchestrator -- as much as an Exception. Orchestrator
+ * code is user code; what it raises is that instance's outcome, never the worker's. */
 static int
 user_error(CtxObject *self, PyObject *exc /* steals */)
 {
     if (exc == NULL) {
-        return -1;
-    }
-    if (!PyErr_GivenExceptionMatches(exc, PyExc_Exception)) {
-        restore_exc(exc);
         return -1;
     }
     int rc = policy(self, self->st->s_on_error, exc, NULL, NULL);
@@ -1201,13 +1188,10 @@ ctx_resume(CtxObject *self)
         else {
             PyObject *v = task_result(t);
             if (v == NULL) {
+                /* the converter failed to decode the result: the code gets the error where
+                 * it waits, as if the call raised it (whatever it is) */
                 PyObject *exc = fetch_exc();
                 if (exc == NULL) {
-                    Py_DECREF(t);
-                    return -1;
-                }
-                if (!PyErr_GivenExceptionMatches(exc, PyExc_Exception)) {
-                    restore_exc(exc);
                     Py_DECREF(t);
                     return -1;
                 }
@@ -1322,8 +1306,11 @@ ctx_match(CtxObject *self, PyObject *ev, int kind, PyObject *name, PyObject *tar
             same = PyObject_RichCompareBool(sname, name, Py_EQ);
         }
     }
-    int rc = same < 0 ? -1 : 0;
-    if (same == 0) {
+    int rc = 0;
+    if (same < 0) { /* a name object's __eq__ raised: user code, like any other */
+        rc = user_error(self, fetch_exc());
+    }
+    else if (same == 0) {
         PyObject *k = PyLong_FromLong(skind);
         rc = k == NULL ? -1
                        : policy4(self, st->s_on_nondeterminism, ev, k,

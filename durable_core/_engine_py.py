@@ -399,8 +399,8 @@ class ContextCore:
             else:
                 try:
                     value = t.get_result()
-                except Exception as exc:  # noqa: BLE001 - a payload that does not decode
-                    self._step(True, exc)
+                except BaseException as exc:  # noqa: BLE001 - the converter's, whatever it is:
+                    self._step(True, exc)  # the code gets it where it waits
                 else:
                     self._step(False, value)
 
@@ -414,8 +414,8 @@ class ContextCore:
             self._gen = None
             self._on_return(stop.value)  # type: ignore[attr-defined]
             return
-        except Exception as exc:  # noqa: BLE001 - user code: any error fails the instance
-            self._gen = None
+        except BaseException as exc:  # noqa: BLE001 - user code: whatever it raises (SystemExit,
+            self._gen = None  # KeyboardInterrupt, CancelledError too) fails the instance
             tb = exc.__traceback__
             if tb is not None and tb.tb_frame.f_code is _STEP_CODE:
                 exc.__traceback__ = tb.tb_next  # the stack trace starts in user code (as in C)
@@ -426,7 +426,7 @@ class ContextCore:
         if type(nxt) is not Task:
             try:
                 nxt = self._adopt(nxt)  # type: ignore[attr-defined]
-            except Exception as exc:  # noqa: BLE001
+            except BaseException as exc:  # noqa: BLE001 - e.g. the object's __repr__ raised
                 self._on_error(exc)  # type: ignore[attr-defined]
                 return
         self._awaiting = nxt
@@ -449,7 +449,13 @@ class ContextCore:
         rec = self._actions.pop(ev.event_id, None)
         if rec is None:
             self._on_nondeterminism(ev, -1, None, None)  # type: ignore[attr-defined]
-        elif rec[0] != kind or (name is not None and rec[1] != name):
+            return
+        try:
+            same = rec[0] == kind and (name is None or bool(rec[1] == name))
+        except BaseException as exc:  # noqa: BLE001 - a name object's __eq__ (user code)
+            self._on_error(exc)  # type: ignore[attr-defined]
+            return
+        if not same:
             self._on_nondeterminism(ev, rec[0], *_code_side(rec))  # type: ignore[attr-defined]
 
     def _h_task_scheduled(self, ev: Any) -> None:
@@ -469,8 +475,12 @@ class ContextCore:
             return
         if rec[0] == A_SEND:
             action = rec[2]
-            if action.instance_id == ev.instance_id and (
-                    action.name == ev.name or _same_name(action.name, ev.name)):
+            try:
+                if bool(action.instance_id == ev.instance_id) and (
+                        bool(action.name == ev.name) or _same_name(action.name, ev.name)):
+                    return
+            except BaseException as exc:  # noqa: BLE001 - a name object's __eq__ (user code)
+                self._on_error(exc)  # type: ignore[attr-defined]
                 return
         self._on_nondeterminism(ev, rec[0], *_code_side(rec))  # type: ignore[attr-defined]
 

@@ -370,8 +370,8 @@ class OrchestrationContext:
                 out = fn(self, self._converter.deserialize(ev.input))
             else:
                 out = fn(self)
-        except Exception as exc:  # noqa: BLE001 - user code: any error fails the instance
-            self._on_error(exc)
+        except BaseException as exc:  # noqa: BLE001 - user code (the orchestrator, the
+            self._on_error(exc)  # converter): whatever it raises, SystemExit too, fails it
             return None
         if isinstance(out, (types.GeneratorType, types.CoroutineType)):
             return out
@@ -384,14 +384,23 @@ class OrchestrationContext:
             return
         try:
             payload = self._converter.serialize(value)
-        except Exception as exc:  # noqa: BLE001
+        except BaseException as exc:  # noqa: BLE001 - the converter and the value's own code
             self._on_error(exc)
             return
         self._finish(OrchestrationStatus.COMPLETED, payload, None)
 
     def _on_error(self, exc: BaseException) -> None:
-        """The orchestrator raised ``exc`` (or the engine found a fault): fail the instance."""
-        self._finish(OrchestrationStatus.FAILED, None, failure_details_of(exc))
+        """The orchestrator raised ``exc`` (or the engine found a fault): fail the instance.
+
+        ``exc`` may be any ``BaseException`` user code raised; its details must be built
+        whatever its ``__str__`` does (``failure_details_of`` copes with one that raises an
+        ``Exception``; one raising ``SystemExit`` and the like is handled here).
+        """
+        try:
+            fd = failure_details_of(exc)
+        except BaseException:  # noqa: BLE001 - e.g. a __str__ that calls sys.exit()
+            fd = _opaque_failure(exc)
+        self._finish(OrchestrationStatus.FAILED, None, fd)
 
     def _on_nondeterminism(self, ev: Any, code_kind: int, code_name: Optional[str],
                            code_target: Optional[str] = None) -> None:
@@ -425,7 +434,11 @@ class OrchestrationContext:
         details = ev.failure_details or FailureDetails("Exception", "unknown failure")
         state = task._extra
         if isinstance(state, _RetryState) and not details.is_non_retriable:
-            delay = state.policy.next_delay_us(state.attempts, state.first_us, self._now_us)
+            try:  # a RetryPolicy subclass's next_delay_us is user code
+                delay = state.policy.next_delay_us(state.attempts, state.first_us, self._now_us)
+            except BaseException as exc:  # noqa: BLE001
+                self._on_error(exc)
+                return
             if delay is not None:
                 self._create_timer_us(self._now_us + delay, T_RETRY, task)
                 return
@@ -530,6 +543,15 @@ class OrchestrationContext:
         out = [ev for _, ev in buffered]
         out.extend(ev for ev in rest if type(ev).__name__ == "EventRaised")
         return tuple(out)
+
+
+def _opaque_failure(exc: BaseException) -> FailureDetails:
+    """Details of an exception whose message cannot be rendered at all (no user code runs)."""
+    from .failure import _type_name
+
+    name = _type_name(exc)  # no address in the text: a replay must record the same message
+    return FailureDetails(name, f"<{name} object> (the exception's message could not be "
+                          "rendered: its __str__ raised)")
 
 
 def _td_us(td: timedelta) -> int:

@@ -50,6 +50,7 @@ op = st.one_of(
     st.tuples(st.just("cancel"), st.integers(1, 60)),
     st.tuples(st.just("can"), st.booleans()),
     st.tuples(st.just("raise"), st.integers(0, 9)),
+    st.tuples(st.just("exit"), st.integers(0, 9)),
 )
 program = st.lists(op, max_size=10)
 # external events; "!suspend", "!resume" and "!terminate" stand for those control events
@@ -107,6 +108,8 @@ def interpret(ctx: Any, arg: Any) -> Any:
                     return None
             elif kind == "raise":
                 raise LookupError(f"step {i}: {o[1]}")
+            elif kind == "exit":  # a BaseException fails the instance like any other
+                raise SystemExit(f"step {i}: {o[1]}")
             elif kind == "cancel":
                 t = ctx.create_timer(timedelta(seconds=o[1]))
                 t.cancel()
