@@ -33,7 +33,7 @@ enum {
     E_EVENT_RAISED, E_EVENT_SENT
 };
 
-/* task kinds and action kinds: durable_core/context.py */
+/* task kinds and action kinds: durable_core/protocol.py (checked at registration) */
 enum { K_ACTIVITY, K_TIMER, K_SUBORCH, K_EVENT, K_ALL, K_ANY, K_DONE, K_LAST };
 enum { A_NONE = -1, A_TASK = 0, A_TIMER, A_SUBORCH, A_SEND };
 enum { S_PENDING, S_DONE, S_FAILED };
@@ -47,7 +47,7 @@ struct dc_replay_state {
     PyObject *s_on_execution_started, *s_on_return, *s_on_error, *s_on_nondeterminism,
         *s_on_task_failed, *s_on_timer_link, *s_on_event_raised, *s_on_terminated,
         *s_on_cancel, *s_adopt, *s_call_activity_retry, *s_throw, *s_value, *s_serialize,
-        *s_deserialize, *s_durable_name, *s_name, *s_input, *s_retry_policy;
+        *s_deserialize, *s_durable_name, *s_name, *s_input, *s_retry_policy, *s_casefold;
 };
 
 /* ------------------------------------------------------------------------------------------ */
@@ -61,8 +61,10 @@ typedef struct {
     int kind;
     int state;
     int computed;       /* K_ALL: value holds the result list */
+    int fail_fast;      /* K_ALL: fail at the first failed child (else wait for all) */
     long long seq;
-    PyObject *value;    /* result, exception (failed) or winner (K_ANY) */
+    PyObject *value;    /* result, exception (failed), winner (K_ANY); for a pending K_ALL
+                         * the first failure of a child, reported once all have finished */
     PyObject *raw;      /* undecoded payload bytes, or NULL */
     PyObject *parents;  /* NULL, a task, or a list of tasks (composites waiting on it) */
     PyObject *children; /* composites: tuple of tasks */
@@ -130,35 +132,41 @@ fetch_exc(void)
 #endif
 }
 
-static void
-restore_exc(PyObject *exc) /* steals */
+/* self.name(a, b, c, d): the arguments up to the first NULL are passed. */
+static PyObject *
+call_method4(PyObject *self, PyObject *name, PyObject *a, PyObject *b, PyObject *c,
+             PyObject *d)
 {
-#if PY_VERSION_HEX >= 0x030C0000
-    PyErr_SetRaisedException(exc);
-#else
-    PyObject *tb = PyException_GetTraceback(exc);
-    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, tb);
-#endif
+    PyObject *args[5] = {self, a, b, c, d};
+    size_t n = 1;
+    while (n < 5 && args[n] != NULL) {
+        n++;
+    }
+    return PyObject_VectorcallMethod(name, args, n, NULL);
 }
 
 static PyObject *
 call_method(PyObject *self, PyObject *name, PyObject *a, PyObject *b, PyObject *c)
 {
-    PyObject *args[4] = {self, a, b, c};
-    size_t n = 1 + (a != NULL) + (b != NULL) + (c != NULL);
-    return PyObject_VectorcallMethod(name, args, n, NULL);
+    return call_method4(self, name, a, b, c, NULL);
 }
 
 /* Call a policy callback and drop its result: 0, or -1 with an exception set. */
 static int
-policy(CtxObject *self, PyObject *name, PyObject *a, PyObject *b, PyObject *c)
+policy4(CtxObject *self, PyObject *name, PyObject *a, PyObject *b, PyObject *c, PyObject *d)
 {
-    PyObject *r = call_method((PyObject *)self, name, a, b, c);
+    PyObject *r = call_method4((PyObject *)self, name, a, b, c, d);
     if (r == NULL) {
         return -1;
     }
     Py_DECREF(r);
     return 0;
+}
+
+static int
+policy(CtxObject *self, PyObject *name, PyObject *a, PyObject *b, PyObject *c)
+{
+    return policy4(self, name, a, b, c, NULL);
 }
 
 /* An int field as long long; *ok = 0 when it is not an int in range (no exception left). */
@@ -209,6 +217,7 @@ task_new_internal(dc_replay_state *st, int kind, PyObject *ctx, PyObject *decode
     t->kind = kind;
     t->state = S_PENDING;
     t->computed = 0;
+    t->fail_fast = 0;
     t->seq = -1;
     t->value = NULL;
     t->raw = NULL;
@@ -324,13 +333,25 @@ task_child_done(TaskObject *parent, TaskObject *child)
         return task_set_done(parent, (PyObject *)child, NULL);
     }
     if (child->state == S_FAILED) {
-        return task_set_failed(parent, child->value);
+        if (parent->fail_fast) {
+            return task_set_failed(parent, child->value);
+        }
+        if (parent->value == NULL) { /* the first failure (in completion order) is reported */
+            parent->value = Py_NewRef(child->value);
+        }
     }
     parent->count++;
-    if (parent->children != NULL && parent->count == PyTuple_GET_SIZE(parent->children)) {
-        return task_set_done(parent, NULL, NULL);
+    if (parent->children == NULL || parent->count < PyTuple_GET_SIZE(parent->children)) {
+        return 0;
     }
-    return 0;
+    if (parent->value != NULL) {
+        PyObject *exc = parent->value;
+        parent->value = NULL;
+        int rc = task_set_failed(parent, exc);
+        Py_DECREF(exc);
+        return rc;
+    }
+    return task_set_done(parent, NULL, NULL);
 }
 
 static int
@@ -773,7 +794,7 @@ static PyType_Spec task_spec = {
 
 /* when_all / when_any */
 static PyObject *
-composite(PyObject *module, PyObject *tasks, int kind)
+composite(PyObject *module, PyObject *tasks, int kind, int fail_fast)
 {
     dc_replay_state *st = dc_get_state(module)->replay;
     PyObject *seq = PySequence_Tuple(tasks);
@@ -800,6 +821,7 @@ composite(PyObject *module, PyObject *tasks, int kind)
         return NULL;
     }
     parent->children = seq; /* owns */
+    parent->fail_fast = fail_fast;
     for (Py_ssize_t i = 0; i < n; i++) {
         TaskObject *c = TASK(PyTuple_GET_ITEM(seq, i));
         if (c->state == S_PENDING && task_add_parent(c, (PyObject *)parent) < 0) {
@@ -832,15 +854,22 @@ composite(PyObject *module, PyObject *tasks, int kind)
 }
 
 static PyObject *
-replay_when_all(PyObject *module, PyObject *tasks)
+replay_when_all(PyObject *module, PyObject *args, PyObject *kwargs)
 {
-    return composite(module, tasks, K_ALL);
+    static char *kwlist[] = {"tasks", "fail_fast", NULL};
+    PyObject *tasks;
+    int fail_fast = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$p:when_all", kwlist, &tasks,
+                                     &fail_fast)) {
+        return NULL;
+    }
+    return composite(module, tasks, K_ALL, fail_fast);
 }
 
 static PyObject *
 replay_when_any(PyObject *module, PyObject *tasks)
 {
-    return composite(module, tasks, K_ANY);
+    return composite(module, tasks, K_ANY, 0);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1058,16 +1087,14 @@ ctx_dealloc(CtxObject *self)
 
 #define COMPLETE(self) ((self)->completion != NULL)
 
-/* An exception raised by user code: Exception subclasses fail the instance (0 after the
- * policy ran); anything else (KeyboardInterrupt, SystemExit) propagates (-1, restored). */
+/* An exception raised by user code fails the instance (0 once the policy ran): any
+ * BaseException -- SystemExit, KeyboardInterrupt, GeneratorExit raised explicitly, an
+ * asyncio.CancelledError from an async def orchestrator -- as much as an Exception. Orchestrator
+ * code is user code; what it raises is that instance's outcome, never the worker's. */
 static int
 user_error(CtxObject *self, PyObject *exc /* steals */)
 {
     if (exc == NULL) {
-        return -1;
-    }
-    if (!PyErr_GivenExceptionMatches(exc, PyExc_Exception)) {
-        restore_exc(exc);
         return -1;
     }
     int rc = policy(self, self->st->s_on_error, exc, NULL, NULL);
@@ -1161,13 +1188,10 @@ ctx_resume(CtxObject *self)
         else {
             PyObject *v = task_result(t);
             if (v == NULL) {
+                /* the converter failed to decode the result: the code gets the error where
+                 * it waits, as if the call raised it (whatever it is) */
                 PyObject *exc = fetch_exc();
                 if (exc == NULL) {
-                    Py_DECREF(t);
-                    return -1;
-                }
-                if (!PyErr_GivenExceptionMatches(exc, PyExc_Exception)) {
-                    restore_exc(exc);
                     Py_DECREF(t);
                     return -1;
                 }
@@ -1212,8 +1236,36 @@ event_kind(dc_replay_state *st, PyObject *ev)
     return 0;
 }
 
+/* Event names match case-insensitively, as external events do (the Durable Task SDK checks a
+ * replayed send_event the same way): 1 same, 0 different, -1 error. */
 static int
-ctx_match(CtxObject *self, PyObject *ev, int kind, PyObject *name)
+same_event_name(dc_replay_state *st, PyObject *a, PyObject *b)
+{
+    int eq = PyObject_RichCompareBool(a, b, Py_EQ);
+    if (eq != 0 || !PyUnicode_Check(a) || !PyUnicode_Check(b)) {
+        return eq;
+    }
+    PyObject *fa = PyObject_CallMethodNoArgs(a, st->s_casefold);
+    if (fa == NULL) {
+        return -1;
+    }
+    PyObject *fb = PyObject_CallMethodNoArgs(b, st->s_casefold);
+    if (fb == NULL) {
+        Py_DECREF(fa);
+        return -1;
+    }
+    eq = PyObject_RichCompareBool(fa, fb, Py_EQ);
+    Py_DECREF(fa);
+    Py_DECREF(fb);
+    return eq;
+}
+
+/* A history event recording an action (ev's event_id is its sequence number) meets the pending
+ * action with that number: the kinds must agree, and the names (activities,
+ * sub-orchestrations), or the target and event name (sent events). name/target: the event's,
+ * NULL when not compared. Otherwise the policy is told (it fails the instance). */
+static int
+ctx_match(CtxObject *self, PyObject *ev, int kind, PyObject *name, PyObject *target)
 {
     int ok;
     long long seq = as_seq(PyTuple_GET_ITEM(ev, 0), &ok);
@@ -1224,32 +1276,50 @@ ctx_match(CtxObject *self, PyObject *ev, int kind, PyObject *name)
         if (m1 == NULL) {
             return -1;
         }
-        int rc = policy(self, st->s_on_nondeterminism, ev, m1, Py_None);
+        int rc = policy4(self, st->s_on_nondeterminism, ev, m1, Py_None, Py_None);
         Py_DECREF(m1);
         return rc;
     }
     int skind = s->kind;
-    PyObject *sname = Py_XNewRef(s->name);
-    slot_clear_action(s);
+    PyObject *sname, *starget = NULL;
+    if (skind == A_SEND && s->action != NULL && PyTuple_GET_SIZE(s->action) >= 3) {
+        /* SendEvent(id, instance_id, name, input) */
+        starget = Py_NewRef(PyTuple_GET_ITEM(s->action, 1));
+        sname = Py_NewRef(PyTuple_GET_ITEM(s->action, 2));
+    }
+    else {
+        sname = Py_XNewRef(s->name);
+    }
+    slot_clear_action(s); /* s is not used below: comparing may run Python code */
     int same = skind == kind;
-    if (same && name != NULL) {
-        same = sname != NULL ? PyObject_RichCompareBool(sname, name, Py_EQ) : 0;
-        if (same < 0) {
-            Py_XDECREF(sname);
-            return -1;
+    if (same && target != NULL) {
+        same = starget != NULL ? PyObject_RichCompareBool(starget, target, Py_EQ) : 0;
+    }
+    if (same > 0 && name != NULL) {
+        if (sname == NULL) {
+            same = 0;
+        }
+        else if (kind == A_SEND) {
+            same = same_event_name(st, sname, name);
+        }
+        else {
+            same = PyObject_RichCompareBool(sname, name, Py_EQ);
         }
     }
     int rc = 0;
-    if (!same) {
+    if (same < 0) { /* a name object's __eq__ raised: user code, like any other */
+        rc = user_error(self, fetch_exc());
+    }
+    else if (same == 0) {
         PyObject *k = PyLong_FromLong(skind);
-        if (k == NULL) {
-            Py_XDECREF(sname);
-            return -1;
-        }
-        rc = policy(self, st->s_on_nondeterminism, ev, k, sname != NULL ? sname : Py_None);
-        Py_DECREF(k);
+        rc = k == NULL ? -1
+                       : policy4(self, st->s_on_nondeterminism, ev, k,
+                                sname != NULL ? sname : Py_None,
+                                starget != NULL ? starget : Py_None);
+        Py_XDECREF(k);
     }
     Py_XDECREF(sname);
+    Py_XDECREF(starget);
     return rc;
 }
 
@@ -1312,11 +1382,14 @@ ctx_handle(CtxObject *self, PyObject *ev, int k)
             return -1;
         }
         return ctx_match(self, ev, k == E_TASK_SCHEDULED ? A_TASK : A_SUBORCH,
-                         PyTuple_GET_ITEM(ev, 2));
+                         PyTuple_GET_ITEM(ev, 2), NULL);
     case E_TIMER_CREATED:
-        return ctx_match(self, ev, A_TIMER, NULL);
-    case E_EVENT_SENT:
-        return ctx_match(self, ev, A_SEND, NULL);
+        return ctx_match(self, ev, A_TIMER, NULL, NULL);
+    case E_EVENT_SENT: /* EventSent(event_id, timestamp, instance_id, name, input) */
+        if (need_fields(ev, 4) < 0) {
+            return -1;
+        }
+        return ctx_match(self, ev, A_SEND, PyTuple_GET_ITEM(ev, 3), PyTuple_GET_ITEM(ev, 2));
     case E_TASK_COMPLETED:
     case E_SUBORCH_COMPLETED:
         if (need_fields(ev, 4) < 0) {
@@ -1848,12 +1921,159 @@ static PyType_Spec ctx_spec = {
 /* module                                                                                      */
 /* ------------------------------------------------------------------------------------------ */
 
+/* The protocol constants this file was compiled with (durable_core/protocol.py holds the
+ * Python side; _replay_register compares them all, so an extension built from other sources
+ * refuses to load instead of misreading task kinds). */
+static const struct {
+    const char *name;
+    int value;
+} protocol_ints[] = {
+    {"K_ACTIVITY", K_ACTIVITY}, {"K_TIMER", K_TIMER}, {"K_SUBORCH", K_SUBORCH},
+    {"K_EVENT", K_EVENT},       {"K_ALL", K_ALL},     {"K_ANY", K_ANY},
+    {"K_DONE", K_DONE},         {"A_TASK", A_TASK},   {"A_TIMER", A_TIMER},
+    {"A_SUBORCH", A_SUBORCH},   {"A_SEND", A_SEND},
+};
+static const struct {
+    const char *name;
+    const char *value; /* NULL: None */
+} protocol_strs[] = {
+    {"T_USER", NULL},
+    {"T_RETRY", "retry"},
+    {"T_TIMEOUT", "timeout"},
+};
+#define N_PROTOCOL_INTS (sizeof protocol_ints / sizeof protocol_ints[0])
+#define N_PROTOCOL_STRS (sizeof protocol_strs / sizeof protocol_strs[0])
+
+/* EVENT_TYPE order (durable_core/history.py): checked at registration. */
+static const char *const event_names[N_EVENTS + 1] = {
+    NULL, "ExecutionStarted", "ExecutionCompleted", "ExecutionTerminated", "ExecutionSuspended",
+    "ExecutionResumed", "ContinueAsNew", "OrchestratorStarted", "OrchestratorCompleted",
+    "TaskScheduled", "TaskCompleted", "TaskFailed", "SubOrchestrationInstanceCreated",
+    "SubOrchestrationInstanceCompleted", "SubOrchestrationInstanceFailed", "TimerCreated",
+    "TimerFired", "EventRaised", "EventSent",
+};
+
+static int
+protocol_mismatch(const char *name, PyObject *got, const char *compiled)
+{
+    PyErr_Format(PyExc_ImportError,
+                 "durable_core._core: protocol constant %s is %R in durable_core.protocol but %s "
+                 "in the compiled replay engine: the extension was built from other sources "
+                 "(rebuild it)",
+                 name, got, compiled);
+    return -1;
+}
+
+/* Compare the protocol table (a mapping name -> value) with the compiled-in constants. */
+static int
+check_protocol(PyObject *table)
+{
+    if (!PyDict_Check(table)) {
+        PyErr_SetString(PyExc_TypeError, "_replay_register: the protocol table must be a dict");
+        return -1;
+    }
+    for (size_t i = 0; i < N_PROTOCOL_INTS; i++) {
+        PyObject *v = PyDict_GetItemString(table, protocol_ints[i].name); /* borrowed */
+        char compiled[24];
+        PyOS_snprintf(compiled, sizeof compiled, "%d", protocol_ints[i].value);
+        if (v == NULL) {
+            PyErr_Format(PyExc_ImportError,
+                         "durable_core._core: protocol constant %s (%s in the compiled replay "
+                         "engine) is missing from durable_core.protocol",
+                         protocol_ints[i].name, compiled);
+            return -1;
+        }
+        int overflow = 0;
+        long x = PyLong_CheckExact(v) ? PyLong_AsLongAndOverflow(v, &overflow) : -1;
+        if (x == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        if (!PyLong_CheckExact(v) || overflow != 0 || x != protocol_ints[i].value) {
+            return protocol_mismatch(protocol_ints[i].name, v, compiled);
+        }
+    }
+    for (size_t i = 0; i < N_PROTOCOL_STRS; i++) {
+        const char *want = protocol_strs[i].value;
+        PyObject *v = PyDict_GetItemString(table, protocol_strs[i].name); /* borrowed */
+        char compiled[48];
+        PyOS_snprintf(compiled, sizeof compiled, want != NULL ? "'%s'" : "None",
+                      want != NULL ? want : "");
+        if (v == NULL) {
+            PyErr_Format(PyExc_ImportError,
+                         "durable_core._core: protocol constant %s (%s in the compiled replay "
+                         "engine) is missing from durable_core.protocol",
+                         protocol_strs[i].name, compiled);
+            return -1;
+        }
+        int same = want == NULL ? v == Py_None
+                                : PyUnicode_CheckExact(v) &&
+                                      PyUnicode_CompareWithASCIIString(v, want) == 0;
+        if (!same) {
+            return protocol_mismatch(protocol_strs[i].name, v, compiled);
+        }
+    }
+    if ((size_t)PyDict_GET_SIZE(table) != N_PROTOCOL_INTS + N_PROTOCOL_STRS) {
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        while (PyDict_Next(table, &pos, &k, &v)) {
+            int known = 0;
+            for (size_t i = 0; i < N_PROTOCOL_INTS && !known; i++) {
+                known = PyUnicode_Check(k) &&
+                        PyUnicode_CompareWithASCIIString(k, protocol_ints[i].name) == 0;
+            }
+            for (size_t i = 0; i < N_PROTOCOL_STRS && !known; i++) {
+                known = PyUnicode_Check(k) &&
+                        PyUnicode_CompareWithASCIIString(k, protocol_strs[i].name) == 0;
+            }
+            if (!known) {
+                PyErr_Format(PyExc_ImportError,
+                             "durable_core._core: durable_core.protocol defines %R, which the "
+                             "compiled replay engine does not know: the extension was built from "
+                             "other sources (rebuild it)",
+                             k);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Each class must be the NamedTuple of its EVENT_TYPE (the engine reads fields by index). */
+static int
+check_event_class(PyObject *c, int event_type)
+{
+    if (!PyType_Check(c) || !PyType_IsSubtype((PyTypeObject *)c, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "event classes must be NamedTuple classes");
+        return -1;
+    }
+    PyObject *et = PyObject_GetAttrString(c, "EVENT_TYPE");
+    if (et == NULL) {
+        return -1;
+    }
+    long v = PyLong_Check(et) ? PyLong_AsLong(et) : -1;
+    Py_DECREF(et);
+    if (v == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    const char *want = event_names[event_type];
+    if (v != event_type ||
+        strcmp(((PyTypeObject *)c)->tp_name, want) != 0) { /* heap types: the bare name */
+        PyErr_Format(PyExc_ImportError,
+                     "durable_core._core: event class %d must be %s with EVENT_TYPE %d, got %R: "
+                     "the extension was built from other sources (rebuild it)",
+                     event_type, want, event_type, c);
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *
 replay_register(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     dc_replay_state *st = dc_get_state(module)->replay;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "_replay_register(event_classes, ScheduleTask)");
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_replay_register(event_classes, ScheduleTask, protocol_constants)");
         return NULL;
     }
     PyObject *classes = PySequence_Tuple(args[0]);
@@ -1861,36 +2081,44 @@ replay_register(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     if (PyTuple_GET_SIZE(classes) != N_EVENTS) {
-        Py_DECREF(classes);
-        PyErr_SetString(PyExc_ValueError, "expected the 18 event classes in EVENT_TYPE order");
-        return NULL;
+        PyErr_Format(PyExc_ImportError,
+                     "durable_core._core: expected the %d event classes in EVENT_TYPE order, got "
+                     "%zd: the extension was built from other sources (rebuild it)",
+                     N_EVENTS, PyTuple_GET_SIZE(classes));
+        goto fail;
     }
     for (Py_ssize_t i = 0; i < N_EVENTS; i++) {
-        PyObject *c = PyTuple_GET_ITEM(classes, i);
-        if (!PyType_Check(c) || !PyType_IsSubtype((PyTypeObject *)c, &PyTuple_Type)) {
-            Py_DECREF(classes);
-            PyErr_SetString(PyExc_TypeError, "event classes must be NamedTuple classes");
-            return NULL;
+        if (check_event_class(PyTuple_GET_ITEM(classes, i), (int)i + 1) < 0) {
+            goto fail;
         }
     }
     if (!PyType_Check(args[1])) {
-        Py_DECREF(classes);
         PyErr_SetString(PyExc_TypeError, "ScheduleTask must be a class");
-        return NULL;
+        goto fail;
     }
+    if (check_protocol(args[2]) < 0) {
+        goto fail;
+    }
+    /* everything checked: install (the previous registration stays on any failure) */
+    st = dc_get_state(module)->replay;
     for (Py_ssize_t i = 0; i < N_EVENTS; i++) {
         Py_XSETREF(st->events[i + 1], Py_NewRef(PyTuple_GET_ITEM(classes, i)));
     }
     Py_XSETREF(st->schedule_task, Py_NewRef(args[1]));
     Py_DECREF(classes);
     Py_RETURN_NONE;
+fail:
+    Py_DECREF(classes);
+    return NULL;
 }
 
 static PyMethodDef replay_methods[] = {
     {"_replay_register", (PyCFunction)(void (*)(void))replay_register, METH_FASTCALL,
-     "_replay_register(event_classes, ScheduleTask): hand the engine the classes it uses."},
-    {"when_all", (PyCFunction)replay_when_all, METH_O,
-     "when_all(tasks) -> Task completing with all results (fails on the first failure)."},
+     "_replay_register(event_classes, ScheduleTask, protocol_constants): hand the engine the\n"
+     "classes it uses; refuses (ImportError) constants or classes other than those compiled in."},
+    {"when_all", (PyCFunction)(void (*)(void))replay_when_all, METH_VARARGS | METH_KEYWORDS,
+     "when_all(tasks, *, fail_fast=False) -> Task completing with all results once every\n"
+     "task finished; if any failed, it fails with the first failure (fail_fast: at once)."},
     {"when_any", (PyCFunction)replay_when_any, METH_O,
      "when_any(tasks) -> Task completing with the first task to finish."},
     {NULL, NULL, 0, NULL},
@@ -1928,6 +2156,7 @@ dc_replay_exec(PyObject *module, dc_module_state *ms)
     INTERN(s_name, "__name__")
     INTERN(s_input, "input")
     INTERN(s_retry_policy, "retry_policy")
+    INTERN(s_casefold, "casefold")
 #undef INTERN
     st->task_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &task_spec, NULL);
     if (st->task_type == NULL) {
@@ -1992,6 +2221,7 @@ dc_replay_clear(dc_module_state *ms)
     Py_CLEAR(st->s_name);
     Py_CLEAR(st->s_input);
     Py_CLEAR(st->s_retry_policy);
+    Py_CLEAR(st->s_casefold);
 }
 
 void

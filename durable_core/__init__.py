@@ -34,6 +34,7 @@ _EXPORTS: dict[str, str] = {
     "StoreIncompatibleError": "errors",
     "TaskCancelledError": "errors",
     "OrchestratorNotFoundError": "errors",
+    "OrchestratorNotRegisteredError": "errors",
     # data
     "FailureDetails": "history",
     "OrchestrationStatus": "status",
@@ -78,6 +79,7 @@ if TYPE_CHECKING:  # pragma: no cover
         DurableError,
         EventTimeoutError,
         OrchestratorNotFoundError,
+        OrchestratorNotRegisteredError,
         TaskCancelledError,
         HistoryCorruptError,
         NonDeterminismError,

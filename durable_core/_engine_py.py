@@ -20,11 +20,12 @@ Payloads are deserialized only when code receives them (a task keeps the raw byt
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from . import history as h
+from . import protocol
 from . import task as _task
-from .context import (
+from .protocol import (
     A_SEND,
     A_SUBORCH,
     A_TASK,
@@ -55,7 +56,7 @@ class Task(_task.Task):
     """A task of the Python engine (see :class:`durable_core.task.Task` for the interface)."""
 
     __slots__ = ("_kind", "_state", "_value", "_raw", "_parents", "_children", "_count",
-                 "_seq", "_extra", "_link", "_ctx")
+                 "_seq", "_extra", "_link", "_ctx", "_fail_fast")
 
     def __init__(self, kind: int, ctx: Any = None) -> None:
         self._kind = kind
@@ -69,6 +70,7 @@ class Task(_task.Task):
         self._extra: Any = None
         self._link: Any = None
         self._ctx = ctx
+        self._fail_fast = False
 
     # -- public interface -----------------------------------------------------------------------
     @property
@@ -152,11 +154,19 @@ class Task(_task.Task):
             return
         if self._kind == K_ANY:
             self._complete(child)
-        elif child._state == _FAILED:
-            self._fail(child._value)
-        else:
-            self._count += 1
-            if self._count == len(self._children):  # type: ignore[arg-type]
+            return
+        if child._state == _FAILED:
+            if self._fail_fast:
+                self._fail(child._value)
+                return
+            if self._value is None:  # the first failure (in completion order) is reported
+                self._value = child._value
+        self._count += 1
+        if self._count == len(self._children):  # type: ignore[arg-type]
+            exc, self._value = self._value, None
+            if exc is not None:
+                self._fail(exc)
+            else:
                 self._complete(None)
 
     def _add_parent(self, parent: "Task") -> None:
@@ -169,13 +179,14 @@ class Task(_task.Task):
             self._parents = [p, parent]
 
 
-def _composite(kind: int, tasks: Sequence[Any]) -> Task:
+def _composite(kind: int, tasks: Sequence[Any], fail_fast: bool = False) -> Task:
     for t in tasks:
         if type(t) is not Task:
             raise TypeError(f"expected tasks, got {type(t).__name__}")
     ctx = tasks[0]._ctx if tasks else None
     parent = Task(kind, ctx)
     parent._children = tuple(tasks)
+    parent._fail_fast = bool(fail_fast)
     for t in tasks:
         if t._state == _PENDING:
             t._add_parent(parent)
@@ -189,9 +200,10 @@ def _composite(kind: int, tasks: Sequence[Any]) -> Task:
     return parent
 
 
-def when_all(tasks: Sequence[Any]) -> Task:
-    """A task completing with all results (fails on the first failure)."""
-    return _composite(K_ALL, tasks)
+def when_all(tasks: Sequence[Any], *, fail_fast: bool = False) -> Task:
+    """A task completing with all results once every task finished; if any failed, it fails
+    with the first failure (``fail_fast``: as soon as one fails)."""
+    return _composite(K_ALL, tasks, fail_fast)
 
 
 def when_any(tasks: Sequence[Any]) -> Task:
@@ -201,8 +213,35 @@ def when_any(tasks: Sequence[Any]) -> Task:
     return _composite(K_ANY, tasks)
 
 
-def _replay_register(event_classes: Any, schedule_task: type) -> None:
-    """Nothing to register in Python (the C core takes the classes it builds and checks)."""
+def _replay_register(event_classes: Any, schedule_task: type,
+                     constants: Mapping[str, Any]) -> None:
+    """Interface twin of the C registration: check what would be handed over.
+
+    This core uses :mod:`durable_core.history` and :mod:`durable_core.protocol` directly, so
+    it keeps nothing; like the C core it refuses (``ImportError``) classes or protocol
+    constants other than its own, naming the first that differs.
+    """
+    classes = tuple(event_classes)
+    if classes != tuple(h.EVENT_CLASSES):
+        raise ImportError("durable_core._engine_py: the event classes are not those of "
+                          "durable_core.history in EVENT_TYPE order")
+    if not isinstance(schedule_task, type):
+        raise TypeError("ScheduleTask must be a class")
+    if not isinstance(constants, dict):
+        raise TypeError("_replay_register: the protocol table must be a dict")
+    own = protocol.CONSTANTS
+    for name, value in own.items():
+        if name not in constants:
+            raise ImportError(f"durable_core._engine_py: protocol constant {name} ({value!r} "
+                              "here) is missing from the table")
+        got = constants[name]
+        if type(got) is not type(value) or got != value:
+            raise ImportError(f"durable_core._engine_py: protocol constant {name} is {got!r} "
+                              f"in the table but {value!r} here")
+    for name in constants:
+        if name not in own:
+            raise ImportError(f"durable_core._engine_py: the table defines {name!r}, which "
+                              "this engine does not know")
 
 
 class ContextCore:
@@ -360,8 +399,8 @@ class ContextCore:
             else:
                 try:
                     value = t.get_result()
-                except Exception as exc:  # noqa: BLE001 - a payload that does not decode
-                    self._step(True, exc)
+                except BaseException as exc:  # noqa: BLE001 - the converter's, whatever it is:
+                    self._step(True, exc)  # the code gets it where it waits
                 else:
                     self._step(False, value)
 
@@ -375,8 +414,8 @@ class ContextCore:
             self._gen = None
             self._on_return(stop.value)  # type: ignore[attr-defined]
             return
-        except Exception as exc:  # noqa: BLE001 - user code: any error fails the instance
-            self._gen = None
+        except BaseException as exc:  # noqa: BLE001 - user code: whatever it raises (SystemExit,
+            self._gen = None  # KeyboardInterrupt, CancelledError too) fails the instance
             tb = exc.__traceback__
             if tb is not None and tb.tb_frame.f_code is _STEP_CODE:
                 exc.__traceback__ = tb.tb_next  # the stack trace starts in user code (as in C)
@@ -387,7 +426,7 @@ class ContextCore:
         if type(nxt) is not Task:
             try:
                 nxt = self._adopt(nxt)  # type: ignore[attr-defined]
-            except Exception as exc:  # noqa: BLE001
+            except BaseException as exc:  # noqa: BLE001 - e.g. the object's __repr__ raised
                 self._on_error(exc)  # type: ignore[attr-defined]
                 return
         self._awaiting = nxt
@@ -406,11 +445,18 @@ class ContextCore:
             self._resume()
 
     def _match(self, ev: Any, kind: int, name: Optional[str]) -> None:
+        """``ev`` records an action: the pending one with its sequence number must agree."""
         rec = self._actions.pop(ev.event_id, None)
         if rec is None:
-            self._on_nondeterminism(ev, -1, None)  # type: ignore[attr-defined]
-        elif rec[0] != kind or (name is not None and rec[1] != name):
-            self._on_nondeterminism(ev, rec[0], rec[1])  # type: ignore[attr-defined]
+            self._on_nondeterminism(ev, -1, None, None)  # type: ignore[attr-defined]
+            return
+        try:
+            same = rec[0] == kind and (name is None or bool(rec[1] == name))
+        except BaseException as exc:  # noqa: BLE001 - a name object's __eq__ (user code)
+            self._on_error(exc)  # type: ignore[attr-defined]
+            return
+        if not same:
+            self._on_nondeterminism(ev, rec[0], *_code_side(rec))  # type: ignore[attr-defined]
 
     def _h_task_scheduled(self, ev: Any) -> None:
         self._match(ev, A_TASK, ev.name)
@@ -422,7 +468,21 @@ class ContextCore:
         self._match(ev, A_SUBORCH, ev.name)
 
     def _h_event_sent(self, ev: Any) -> None:
-        self._match(ev, A_SEND, None)
+        # target and event name must agree too; event names case-insensitively (as the C core)
+        rec = self._actions.pop(ev.event_id, None)
+        if rec is None:
+            self._on_nondeterminism(ev, -1, None, None)  # type: ignore[attr-defined]
+            return
+        if rec[0] == A_SEND:
+            action = rec[2]
+            try:
+                if bool(action.instance_id == ev.instance_id) and (
+                        bool(action.name == ev.name) or _same_name(action.name, ev.name)):
+                    return
+            except BaseException as exc:  # noqa: BLE001 - a name object's __eq__ (user code)
+                self._on_error(exc)  # type: ignore[attr-defined]
+                return
+        self._on_nondeterminism(ev, rec[0], *_code_side(rec))  # type: ignore[attr-defined]
 
     def _h_completed(self, ev: Any) -> None:
         t = self._tasks.pop(ev.task_scheduled_id, None)
@@ -468,6 +528,17 @@ class ContextCore:
 
     def _h_ignore(self, ev: Any) -> None:
         pass
+
+
+def _code_side(rec: tuple[int, Optional[str], Any, Any]) -> tuple[Any, Any]:
+    """(name, target) of a pending action, for a non-determinism report."""
+    if rec[0] == A_SEND:
+        return rec[2].name, rec[2].instance_id
+    return rec[1], None
+
+
+def _same_name(a: Any, b: Any) -> bool:
+    return isinstance(a, str) and isinstance(b, str) and a.casefold() == b.casefold()
 
 
 _HANDLERS: dict[type, Callable[[ContextCore, Any], None]] = {

@@ -29,6 +29,20 @@ from .errors import (
 )
 from .failure import failure_details_of
 from .history import FailureDetails, from_datetime, to_datetime
+from .protocol import (  # shared with the engine cores
+    A_SEND,
+    A_SUBORCH,
+    A_TASK,
+    A_TIMER,
+    K_ACTIVITY,
+    K_DONE,
+    K_EVENT,
+    K_SUBORCH,
+    K_TIMER,
+    T_RETRY,
+    T_TIMEOUT,
+    T_USER,
+)
 from .registry import name_of
 from .status import OrchestrationStatus
 from .task import (
@@ -46,17 +60,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["OrchestrationContext", "ActivityContext", "ReplaySafeLogger", "failure_details_of"]
 
-# Task kinds and action kinds shared with the engine cores (C and twin): never renumber.
-K_ACTIVITY, K_TIMER, K_SUBORCH, K_EVENT, K_ALL, K_ANY, K_DONE = range(7)
-A_TASK, A_TIMER, A_SUBORCH, A_SEND = range(4)
 _ACTION_WORDS = {
     A_TASK: "scheduled activity",
     A_TIMER: "created a timer",
     A_SUBORCH: "started sub-orchestration",
     A_SEND: "sent event",
 }
-# Timer roles (stored in a timer task's ``_extra``): user timer, retry back-off, event timeout.
-T_USER, T_RETRY, T_TIMEOUT = None, "retry", "timeout"
 
 _UUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_OID, "9e952958-5e33-4daf-827f-2fa12937b875")
 _LOG = logging.getLogger("durable_core.orchestration")
@@ -77,6 +86,15 @@ class ReplaySafeLogger:
 
     def _ok(self) -> bool:
         return not self._ctx.is_replaying
+
+    @property
+    def logger(self) -> logging.Logger:
+        """The wrapped logger."""
+        return self._logger
+
+    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - logging's spelling
+        """False while replaying, else whether the wrapped logger logs at ``level``."""
+        return self._ok() and self._logger.isEnabledFor(level)
 
     def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
         """Log ``msg`` at ``level`` unless replaying."""
@@ -169,9 +187,16 @@ class OrchestrationContext:
     # -- public API ---------------------------------------------------------------------------
     @property
     def current_utc_datetime(self) -> datetime:
-        """The orchestration's current time (UTC, aware): the start of the current episode.
+        """The orchestration's current time: the start of the current episode, as an *aware*
+        UTC ``datetime`` (``tzinfo=timezone.utc``).
 
         Deterministic: during replay it is the time the replayed step originally ran.
+
+        The Durable Task SDK gives a naive datetime holding UTC. Aware is kept on purpose: a
+        naive value's ``.timestamp()`` and ``.astimezone()`` read it as *local* time, wrong on
+        every server not set to UTC, and Python deprecated the naive ``utcnow()`` in 3.12.
+        Every API here that takes a datetime accepts both (naive is taken as UTC); code that
+        compares this value with naive datetimes uses ``.replace(tzinfo=None)``.
         """
         return to_datetime(self._now_us)
 
@@ -182,6 +207,13 @@ class OrchestrationContext:
         if lg is None:
             lg = self.__dict__["_logger"] = ReplaySafeLogger(self)
         return lg
+
+    def create_replay_safe_logger(self, logger: logging.Logger) -> ReplaySafeLogger:
+        """``logger`` wrapped so that it is silent while replaying (the Durable Task SDK's
+        spelling; :attr:`logger` is the same over ``durable_core.orchestration``)."""
+        if not isinstance(logger, logging.Logger):
+            raise TypeError(f"expected a logging.Logger, got {type(logger).__name__}")
+        return ReplaySafeLogger(self, logger)
 
     def create_timer(self, fire_at: Union[datetime, timedelta]) -> Task:
         """A durable timer firing at ``fire_at`` (aware or naive-UTC datetime) or after a delay."""
@@ -338,8 +370,8 @@ class OrchestrationContext:
                 out = fn(self, self._converter.deserialize(ev.input))
             else:
                 out = fn(self)
-        except Exception as exc:  # noqa: BLE001 - user code: any error fails the instance
-            self._on_error(exc)
+        except BaseException as exc:  # noqa: BLE001 - user code (the orchestrator, the
+            self._on_error(exc)  # converter): whatever it raises, SystemExit too, fails it
             return None
         if isinstance(out, (types.GeneratorType, types.CoroutineType)):
             return out
@@ -352,27 +384,45 @@ class OrchestrationContext:
             return
         try:
             payload = self._converter.serialize(value)
-        except Exception as exc:  # noqa: BLE001
+        except BaseException as exc:  # noqa: BLE001 - the converter and the value's own code
             self._on_error(exc)
             return
         self._finish(OrchestrationStatus.COMPLETED, payload, None)
 
     def _on_error(self, exc: BaseException) -> None:
-        """The orchestrator raised ``exc`` (or the engine found a fault): fail the instance."""
-        self._finish(OrchestrationStatus.FAILED, None, failure_details_of(exc))
+        """The orchestrator raised ``exc`` (or the engine found a fault): fail the instance.
 
-    def _on_nondeterminism(self, ev: Any, code_kind: int, code_name: Optional[str]) -> None:
-        """History recorded ``ev`` but the code did something else at that sequence number."""
+        ``exc`` may be any ``BaseException`` user code raised; its details must be built
+        whatever its ``__str__`` does (``failure_details_of`` copes with one that raises an
+        ``Exception``; one raising ``SystemExit`` and the like is handled here).
+        """
+        try:
+            fd = failure_details_of(exc)
+        except BaseException:  # noqa: BLE001 - e.g. a __str__ that calls sys.exit()
+            fd = _opaque_failure(exc)
+        self._finish(OrchestrationStatus.FAILED, None, fd)
+
+    def _on_nondeterminism(self, ev: Any, code_kind: int, code_name: Optional[str],
+                           code_target: Optional[str] = None) -> None:
+        """History recorded ``ev`` but the code did something else at that sequence number.
+
+        ``code_kind`` is the kind of the code's pending action there (-1: none);
+        ``code_name`` / ``code_target`` its name and, for a sent event, its target instance.
+        """
         seq = ev.event_id
         what = type(ev).__name__
         name = getattr(ev, "name", None)
         history_side = f"{what} {name!r}" if name is not None else what
+        if what == "EventSent":
+            history_side += f" to {ev.instance_id!r}"
         if code_kind < 0:
             code_side = "made no call with this sequence number"
         else:
             code_side = _ACTION_WORDS.get(code_kind, "did something else")
             if code_name is not None:
                 code_side += f" {code_name!r}"
+            if code_target is not None:
+                code_side += f" to {code_target!r}"
         msg = (f"non-deterministic orchestration {self.instance_id!r}: at sequence number "
                f"{seq} the history has {history_side} but the code {code_side}")
         self._on_error(NonDeterminismError(msg, instance_id=self.instance_id,
@@ -384,7 +434,11 @@ class OrchestrationContext:
         details = ev.failure_details or FailureDetails("Exception", "unknown failure")
         state = task._extra
         if isinstance(state, _RetryState) and not details.is_non_retriable:
-            delay = state.policy.next_delay_us(state.attempts, state.first_us, self._now_us)
+            try:  # a RetryPolicy subclass's next_delay_us is user code
+                delay = state.policy.next_delay_us(state.attempts, state.first_us, self._now_us)
+            except BaseException as exc:  # noqa: BLE001
+                self._on_error(exc)
+                return
             if delay is not None:
                 self._create_timer_us(self._now_us + delay, T_RETRY, task)
                 return
@@ -489,6 +543,15 @@ class OrchestrationContext:
         out = [ev for _, ev in buffered]
         out.extend(ev for ev in rest if type(ev).__name__ == "EventRaised")
         return tuple(out)
+
+
+def _opaque_failure(exc: BaseException) -> FailureDetails:
+    """Details of an exception whose message cannot be rendered at all (no user code runs)."""
+    from .failure import _type_name
+
+    name = _type_name(exc)  # no address in the text: a replay must record the same message
+    return FailureDetails(name, f"<{name} object> (the exception's message could not be "
+                          "rendered: its __str__ raised)")
 
 
 def _td_us(td: timedelta) -> int:

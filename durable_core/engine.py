@@ -25,6 +25,7 @@ from typing import Any, NamedTuple, Optional, Sequence, Union
 
 from . import _impl
 from . import history as h
+from . import protocol
 from .context import OrchestrationContext
 from .converter import DataConverter, JsonDataConverter, default_converter
 from .registry import Registry, default_registry
@@ -66,7 +67,8 @@ def _register_c_engine() -> None:
     from .task import Task
 
     for register in _impl.implementations("_replay_register", "durable_core._engine_py").values():
-        register(h.EVENT_CLASSES, ScheduleTask)
+        # the C core compares every constant with the one it was compiled with (ImportError)
+        register(h.EVENT_CLASSES, ScheduleTask, dict(protocol.CONSTANTS))
     c_task = _impl.implementations("Task", "durable_core._engine_py").get("c")
     if c_task is not None:
         # ``await task`` yields the task itself to the engine and returns what it sends back
@@ -172,7 +174,7 @@ class StickySession:
         if gen is not None:
             try:
                 gen.close()
-            except Exception:  # noqa: BLE001 - user code in finally blocks
+            except BaseException:  # noqa: BLE001 - user code in finally blocks, sys.exit too
                 pass
 
 
@@ -204,8 +206,8 @@ def _episode(ctx: Any, instance_id: str, old: Sequence[Any], new: Sequence[Any],
         gen, ctx._gen = ctx._gen, None
         try:
             gen.close()
-        except Exception:  # noqa: BLE001 - user code in finally blocks
-            pass
+        except BaseException:  # noqa: BLE001 - user code in finally blocks, sys.exit too:
+            pass  # the instance is complete already
     return ExecutionResult(actions, new_history, ctx.__dict__.get("_custom_status"),
                            completion, bool(ctx._is_suspended), session)
 
@@ -238,9 +240,10 @@ class OrchestrationExecutor:
     def execute(self, instance_id: str, old_events: Events, new_events: Events) -> ExecutionResult:
         """Replay ``old_events``, apply ``new_events``; return this episode's result.
 
-        Orchestrator failures (its exceptions, non-determinism, an unknown name) complete the
-        instance as FAILED; this method raises only for bad arguments and
-        :class:`~durable_core.errors.HistoryCorruptError` for undecodable bytes.
+        Orchestrator failures (whatever its code raises -- ``SystemExit``,
+        ``KeyboardInterrupt`` and other ``BaseException`` subclasses too -- non-determinism, an
+        unknown name) complete the instance as FAILED; this method raises only for bad
+        arguments and :class:`~durable_core.errors.HistoryCorruptError` for undecodable bytes.
         """
         if not isinstance(instance_id, str):
             raise TypeError("instance_id must be a string")

@@ -24,6 +24,7 @@ __all__ = [
     "StoreIncompatibleError",
     "BackendNotAvailableError",
     "OrchestratorNotFoundError",
+    "OrchestratorNotRegisteredError",
 ]
 
 
@@ -147,3 +148,9 @@ class OrchestratorNotFoundError(DurableError, LookupError):
 
     The instance fails with error type ``"OrchestratorNotFoundError"``; the worker keeps running.
     """
+
+
+#: The Durable Task SDK's name for :class:`OrchestratorNotFoundError` (the same class), so
+#: ported ``except`` clauses keep working. (The SDK's class derives from ``ValueError``; this
+#: one is a ``LookupError``.)
+OrchestratorNotRegisteredError = OrchestratorNotFoundError

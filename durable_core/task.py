@@ -9,6 +9,10 @@ the code when history says the operation finished. Tasks are created by the cont
 The concrete task classes belong to the replay engine in use (C or the pure-Python twin); both
 are registered as virtual subclasses of :class:`Task`, so ``isinstance(t, Task)`` holds for
 either.
+
+``from durable_core import task`` stands in for the Durable Task SDK's ``durabletask.task``:
+besides its own names it gives ``task.OrchestrationContext``, ``task.ActivityContext`` and the
+errors ``task.TaskFailedError``, ``task.NonDeterminismError``, ``task.TaskCancelledError``.
 """
 
 from __future__ import annotations
@@ -198,15 +202,24 @@ def _engine_module_of(tasks: Sequence[Any]) -> Any:
     return mod
 
 
-def when_all(tasks: Sequence[Task]) -> Task:
-    """A task that completes when every task in ``tasks`` has completed.
+def when_all(tasks: Sequence[Task], *, fail_fast: bool = False) -> Task:
+    """A task that completes when every task in ``tasks`` has finished.
 
-    Its result is the list of their results, in order. It fails as soon as one of them fails,
-    with that task's error.
+    Its result is the list of their results, in order. If some of them failed, it fails once
+    all have finished, with the error of the first one to fail (in the order the failures
+    arrived) -- the Durable Task SDK's and .NET ``Task.WhenAll``'s semantics: code that catches
+    the error knows nothing is still running.
+
+    ``fail_fast=True`` fails as soon as one task fails instead (the others keep running and
+    their outcomes are ignored): for code that wants to react to the first failure at once,
+    for example to compensate without waiting for slow siblings.
     """
     if not isinstance(tasks, (list, tuple)):
         tasks = list(tasks)
-    return _engine_module_of(tasks).when_all(tasks)  # type: ignore[no-any-return]
+    mod = _engine_module_of(tasks)
+    if fail_fast:
+        return mod.when_all(tasks, fail_fast=True)  # type: ignore[no-any-return]
+    return mod.when_all(tasks)  # type: ignore[no-any-return]
 
 
 def when_any(tasks: Sequence[Task]) -> Task:
@@ -220,3 +233,23 @@ def when_any(tasks: Sequence[Task]) -> Task:
     if not tasks:
         raise ValueError("when_any needs at least one task")
     return _engine_module_of(tasks).when_any(tasks)  # type: ignore[no-any-return]
+
+
+# Names ported code finds in the Durable Task SDK's ``task`` module, defined elsewhere here
+# (imported on first use: ``context`` imports this module).
+_SDK_NAMES = {
+    "OrchestrationContext": "context",
+    "ActivityContext": "context",
+    "TaskFailedError": "errors",
+    "NonDeterminismError": "errors",
+    "TaskCancelledError": "errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    mod = _SDK_NAMES.get(name)
+    if mod is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"durable_core.{mod}"), name)
+    globals()[name] = value
+    return value

@@ -130,7 +130,7 @@ def test_fan_out_out_of_order_completions(core: Any, reg: dc.Registry) -> None:
     assert d.output == [0, 2, 4]
 
 
-def test_when_all_fails_fast(core: Any, reg: dc.Registry) -> None:
+def test_when_all_failure_is_caught(core: Any, reg: dc.Registry) -> None:
     def fan(ctx: Any) -> Any:
         try:
             yield dc.when_all([ctx.call_activity("double", input=1),
@@ -143,6 +143,113 @@ def test_when_all_fails_fast(core: Any, reg: dc.Registry) -> None:
     d.start("fan")
     d.run()
     assert d.output == ["caught", "ValueError", "bad 2"]
+
+
+def _ten(ctx: Any) -> Any:
+    return (yield dc.when_all([ctx.call_activity("double", input=i) for i in range(10)]))
+
+
+def test_when_all_waits_for_every_task_before_failing(core: Any, reg: dc.Registry) -> None:
+    """The Durable Task SDK's fan-in case: of ten tasks five succeed, one fails and four are
+    still running -- no action, no completion; once the four finished it fails with the
+    failure."""
+    reg.add_orchestrator(_ten)
+    ex = OrchestrationExecutor(reg, implementation=core)
+    old = [h.OrchestratorStarted(-1, T0), h.ExecutionStarted(-1, T0, "_ten", "inst"),
+           *[h.TaskScheduled(i, T0, "double", str(i).encode()) for i in range(10)],
+           h.OrchestratorCompleted(-1, T0)]
+    fd = h.FailureDetails("ValueError", "Kah-BOOOOM!!!")
+    partial = [h.OrchestratorStarted(-1, T0 + 1),
+               *[h.TaskCompleted(-1, T0 + 1, i, str(2 * i).encode()) for i in range(5)],
+               h.TaskFailed(-1, T0 + 1, 5, fd)]
+    res = ex.execute("inst", old, partial)
+    assert res.actions == [] and res.completion is None and res.session is not None
+    rest = [h.OrchestratorStarted(-1, T0 + 2),
+            *[h.TaskCompleted(-1, T0 + 2, i, str(2 * i).encode()) for i in range(6, 9)]]
+    res = ex.execute("inst", old + res.new_history, rest)
+    assert res.actions == [] and res.completion is None  # one still running
+    hist = old + [*partial, h.OrchestratorCompleted(-1, T0 + 1), *res.new_history]
+    last = [h.OrchestratorStarted(-1, T0 + 3), h.TaskCompleted(-1, T0 + 3, 9, b"18")]
+    full = ex.execute("inst", hist, last)
+    sticky = res.session.execute(last)
+    for r in (full, sticky):  # the sticky session and a full replay agree
+        c = r.completion
+        assert c is not None and c.status == S.FAILED and r.actions == [c] and c.id == 10
+        assert c.failure_details.error_type == "TaskFailedError"
+        assert "Kah-BOOOOM!!!" in c.failure_details.message
+        assert c.failure_details.inner_failure.error_type == "ValueError"
+    assert full.new_history == sticky.new_history
+
+
+def test_when_all_reports_the_first_failure_to_arrive(core: Any, reg: dc.Registry) -> None:
+    def fan(ctx: Any) -> Any:
+        try:
+            yield dc.when_all([ctx.call_activity("fail", input=i) for i in range(3)])
+        except dc.TaskFailedError as e:
+            return e.details.message
+
+    reg.add_orchestrator(fan)
+    d = make(core, reg, ACTS, batch=False)
+    d.start("fan")
+    d.inbox.reverse()  # task 2 fails first
+    d.run()
+    assert d.output == "bad 2"
+    assert len(d.results) == 4  # an episode per failure, the code resumed after the last
+
+
+def test_when_all_fail_fast_opt_in(core: Any, reg: dc.Registry) -> None:
+    def fan(ctx: Any) -> Any:
+        slow = ctx.wait_for_external_event("never")
+        try:
+            yield dc.when_all([slow, ctx.call_activity("fail", input=7)], fail_fast=True)
+        except dc.TaskFailedError as e:
+            return ["fast", e.details.message, slow.is_complete]
+
+    reg.add_orchestrator(fan)
+    d = make(core, reg, ACTS)
+    d.start("fan")
+    d.run()
+    assert d.output == ["fast", "bad 7", False]
+
+
+def test_when_all_with_children_already_finished(core: Any, reg: dc.Registry) -> None:
+    def fan(ctx: Any) -> Any:
+        a = ctx.call_activity("fail", input=1)
+        b = ctx.call_activity("double", input=2)
+        try:
+            yield a
+        except dc.TaskFailedError:
+            pass
+        c = ctx.wait_for_external_event("go")
+        both_ = dc.when_all([a, b, c])  # a failed already, b is done or pending
+        seen = [both_.is_complete, both_.is_failed]
+        try:
+            yield both_
+        except dc.TaskFailedError as e:
+            return [seen, e.details.message, c.get_result()]
+
+    reg.add_orchestrator(fan)
+    d = make(core, reg, ACTS)
+    d.start("fan")
+    d.run()
+    assert d.completion is None
+    d.raise_event("go", 5)
+    assert d.output == [[False, False], "bad 1", 5]
+
+
+def test_nested_when_all_waits_inside_when_any(core: Any, reg: dc.Registry) -> None:
+    def orch(ctx: Any) -> Any:
+        inner = dc.when_all([ctx.call_activity("fail", input=1),
+                             ctx.wait_for_external_event("late")])
+        timer = ctx.create_timer(timedelta(seconds=10))
+        winner = yield dc.when_any([inner, timer])
+        return "timer" if winner is timer else "inner"
+
+    reg.add_orchestrator(orch)
+    d = make(core, reg, ACTS)
+    d.start("orch")
+    d.run()  # the failure alone does not finish inner; the timer wins
+    assert d.output == "timer"
 
 
 def test_when_all_empty(core: Any, reg: dc.Registry) -> None:
@@ -683,6 +790,66 @@ def test_timer_at_datetime(core: Any, reg: dc.Registry) -> None:
     assert d.output == 2030
 
 
+def test_create_timer_takes_aware_and_naive_datetimes(core: Any, reg: dc.Registry) -> None:
+    """A naive datetime is UTC (never local time); any aware one means its own instant."""
+    def orch(ctx: Any) -> Any:
+        now = ctx.current_utc_datetime
+        assert now.tzinfo is timezone.utc
+        later = now + timedelta(minutes=5)
+        plus2 = timezone(timedelta(hours=2))
+        for when in (later, later.replace(tzinfo=None), later.astimezone(plus2)):
+            yield ctx.create_timer(when)
+        try:
+            now < datetime(2000, 1, 1)  # noqa: B015 - aware vs naive, as in the SDK's code
+        except TypeError:
+            pass
+        return now.replace(tzinfo=None) > datetime(2000, 1, 1)  # the one-line fix
+
+    reg.add_orchestrator(orch)
+    d = make(core, reg)
+    d.start("orch")
+    d.run()
+    timers = [a for r in d.results for a in r.actions if type(a) is CreateTimer]
+    assert [t.fire_at for t in timers] == [T0 + 300 * SEC] * 3
+    assert d.output is True
+
+
+def test_create_replay_safe_logger(core: Any, reg: dc.Registry,
+                                   caplog: pytest.LogCaptureFixture) -> None:
+    log = logging.getLogger("durable_core.tests.ported")
+    enabled: list[bool] = []
+
+    def orch(ctx: Any) -> Any:
+        olog = ctx.create_replay_safe_logger(log)
+        assert olog.logger is log
+        enabled.append(olog.isEnabledFor(logging.INFO))
+        olog.info("starting %s", ctx.instance_id)
+        yield ctx.call_activity("double", input=1)
+        olog.warning("done")
+        try:
+            ctx.create_replay_safe_logger("not a logger")
+        except TypeError:
+            return "refused"
+
+    reg.add_orchestrator(orch)
+    d = make(core, reg, ACTS, check_sticky=False)
+    with caplog.at_level(logging.INFO, logger="durable_core.tests.ported"):
+        d.start("orch")
+        d.run()
+    assert d.output == "refused"
+    msgs = [r.getMessage() for r in caplog.records if r.name == log.name]
+    assert msgs == ["starting inst", "done"]
+    assert enabled == [True, False]  # the second run replayed the start
+
+
+def test_sdk_error_names() -> None:
+    assert dc.OrchestratorNotRegisteredError is dc.OrchestratorNotFoundError
+    from durable_core import errors
+
+    assert "OrchestratorNotRegisteredError" in errors.__all__
+    assert "OrchestratorNotRegisteredError" in dir(dc)
+
+
 def test_decorators_and_registry() -> None:
     @dc.orchestrator(name="named_orch_for_test")
     def o(ctx: Any) -> Any:
@@ -823,6 +990,48 @@ def test_nondeterminism_sub_orchestration_name(core: Any, reg: dc.Registry) -> N
     fd = res.completion.failure_details
     assert fd.error_type == "NonDeterminismError"
     assert "SubOrchestrationInstanceCreated 'kid'" in fd.message
+
+
+def _sender(target: str, name: str) -> Any:
+    def orch(ctx: Any) -> Any:
+        ctx.send_event(target, name, data=1)
+        yield ctx.wait_for_external_event("never")
+
+    return orch
+
+
+@pytest.mark.parametrize("target,name,message", [
+    ("other", "ping", None),
+    ("other", "PING", None),  # event names match case-insensitively
+    ("other", "pong", "EventSent 'ping' to 'other' but the code sent event 'pong' to 'other'"),
+    ("elsewhere", "ping",
+     "EventSent 'ping' to 'other' but the code sent event 'ping' to 'elsewhere'"),
+    ("Other", "ping", "but the code sent event 'ping' to 'Other'"),  # instance ids exactly
+])
+def test_nondeterminism_send_event(core: Any, reg: dc.Registry, target: str, name: str,
+                                   message: Any) -> None:
+    reg.add_orchestrator(_sender("other", "ping"), name="orch")
+    hist = _history_of(core, reg, "orch", {})
+    assert [e for e in hist if type(e) is h.EventSent] == [
+        h.EventSent(0, T0, "other", "ping", b"1")]
+    res = _replay_with(core, _sender(target, name), hist)
+    if message is None:
+        assert res.completion is None and res.actions == []
+        return
+    fd = res.completion.failure_details
+    assert res.completion.status == S.FAILED and fd.error_type == "NonDeterminismError"
+    assert "sequence number 0" in fd.message and message in fd.message
+
+
+def test_nondeterminism_send_event_replaced_by_activity(core: Any, reg: dc.Registry) -> None:
+    def changed(ctx: Any) -> Any:
+        yield ctx.call_activity("double", input=1)
+
+    reg.add_orchestrator(_sender("other", "ping"), name="orch")
+    res = _replay_with(core, changed, _history_of(core, reg, "orch", {}))
+    fd = res.completion.failure_details
+    assert fd.error_type == "NonDeterminismError"
+    assert "EventSent 'ping' to 'other' but the code scheduled activity 'double'" in fd.message
 
 
 def test_code_cannot_reenter_the_engine(core: Any, reg: dc.Registry) -> None:

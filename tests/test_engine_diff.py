@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import timedelta
 from typing import Any
@@ -28,6 +29,7 @@ EXAMPLES = int(os.environ.get("DURABLE_CORE_ENGINE_EXAMPLES", "120"))
 CORES = {p.id: p.values[0] for p in both("ContextCore", "durable_core._engine_py")}
 pytestmark = pytest.mark.skipif(CORES.get("c") is None, reason="C extension not built")
 
+LOG = logging.getLogger("durable_core.tests.diff")
 POLICY = dc.RetryPolicy(timedelta(seconds=1), 3, backoff_coefficient=2.0)
 NAMES = ["a", "B", "c"]
 
@@ -40,11 +42,15 @@ op = st.one_of(
     st.tuples(st.just("event"), st.sampled_from(NAMES), st.one_of(st.none(), st.integers(1, 90))),
     st.tuples(st.just("sub"), st.integers(0, 5), st.booleans()),
     st.tuples(st.just("status"), st.integers()),
-    st.tuples(st.just("send"), st.integers(0, 3)),
+    st.tuples(st.just("send"), st.integers(0, 3), st.sampled_from(["ping", "PING", "pong"])),
+    st.tuples(st.just("timer_at"), st.integers(0, 100), st.booleans()),
+    st.tuples(st.just("log"), st.integers(0, 9)),
+    st.tuples(st.just("allfast"), st.lists(st.integers(-3, 3), max_size=4), st.booleans()),
     st.tuples(st.just("uuid"),),
     st.tuples(st.just("cancel"), st.integers(1, 60)),
     st.tuples(st.just("can"), st.booleans()),
     st.tuples(st.just("raise"), st.integers(0, 9)),
+    st.tuples(st.just("exit"), st.integers(0, 9)),
 )
 program = st.lists(op, max_size=10)
 # external events; "!suspend", "!resume" and "!terminate" stand for those control events
@@ -83,7 +89,17 @@ def interpret(ctx: Any, arg: Any) -> Any:
             elif kind == "status":
                 ctx.set_custom_status(o[1])
             elif kind == "send":
-                ctx.send_event(f"other{o[1]}", "ping", data=i)
+                ctx.send_event(f"other{o[1]}", o[2], data=i)
+            elif kind == "timer_at":  # a naive UTC datetime means the same instant
+                when = ctx.current_utc_datetime + timedelta(seconds=o[1])
+                out.append((yield ctx.create_timer(when.replace(tzinfo=None) if o[2] else when)))
+            elif kind == "log":
+                ctx.create_replay_safe_logger(LOG).info("step %d: %d", i, o[1])
+            elif kind == "allfast":
+                slow = ctx.wait_for_external_event("a")
+                out.append((yield dc.when_all(
+                    [slow, *(ctx.call_activity("act", input=[v, o[2] and v == 0])
+                             for v in o[1])], fail_fast=True)))
             elif kind == "uuid":
                 out.append(ctx.new_uuid())
             elif kind == "can":
@@ -92,6 +108,8 @@ def interpret(ctx: Any, arg: Any) -> Any:
                     return None
             elif kind == "raise":
                 raise LookupError(f"step {i}: {o[1]}")
+            elif kind == "exit":  # a BaseException fails the instance like any other
+                raise SystemExit(f"step {i}: {o[1]}")
             elif kind == "cancel":
                 t = ctx.create_timer(timedelta(seconds=o[1]))
                 t.cancel()

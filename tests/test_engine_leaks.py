@@ -50,10 +50,15 @@ def _registry() -> dc.Registry:
         x = yield ctx.call_activity("act", input=x)
         raise ValueError(x)
 
+    def exits(ctx: Any, x: Any) -> Any:
+        x = yield ctx.call_activity("act", input=x)
+        raise SystemExit(x)
+
     reg = dc.Registry()
     reg.add_orchestrator(chain)
     reg.add_orchestrator(bad)
     reg.add_orchestrator(boom)
+    reg.add_orchestrator(exits)
     return reg
 
 
@@ -72,6 +77,7 @@ def test_replays_do_not_leak(core: Any) -> None:
     reg = _registry()
     ex = OrchestrationExecutor(reg, implementation=core)
     chain, bad, boom = _history(5, "chain"), _history(5, "bad"), _history(1, "boom")
+    exits = _history(1, "exits")
     payload = chain[-1].result
     start = [h.OrchestratorStarted(-1, T0 + 10**7)]
 
@@ -84,6 +90,7 @@ def test_replays_do_not_leak(core: Any) -> None:
         assert ex.execute("i", bad, start).completion.failure_details.error_type == \
             "NonDeterminismError"
         assert ex.execute("i", boom, start).completion.failure_details.error_type == "ValueError"
+        assert ex.execute("i", exits, start).completion.failure_details.error_type == "SystemExit"
         r2 = ex.execute("i", chain, start)
         r2.session.close()
 
