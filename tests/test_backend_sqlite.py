@@ -215,26 +215,55 @@ def test_the_worker_cli_says_what_is_wrong_in_one_line(tmp_path):
     assert len(lines) == 1 and str(junk) in lines[0], p.stderr
 
 
-@pytest.mark.skipif(ROOT, reason="root ignores file permissions")
-def test_a_read_only_store_can_still_be_read(tmp_path):
+_READ_ONLY_CHECK = """
+import sys
+import durable_core as dc
+url = sys.argv[1]
+c = dc.Client(url)
+assert c.get_orchestration_state("a").runtime_status == dc.OrchestrationStatus.PENDING
+assert len(c.query_orchestrations().states) == 1
+try:
+    c.schedule_new_orchestration("orch", instance_id="b")
+except dc.StoreUnavailableError as e:
+    assert "read-only" in str(e), e
+    print("read-only ok")
+"""
+
+
+def _without_file_permission_override() -> list[str]:
+    """A command prefix under which even root obeys file permissions (or [] if not root)."""
+    if not ROOT:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root and setpriv is missing: cannot drop CAP_DAC_OVERRIDE")
+    caps = "-dac_override,-dac_read_search"
+    return [setpriv, f"--inh-caps={caps}", f"--bounding-set={caps}"]
+
+
+@pytest.mark.parametrize("what", ["file", "directory"])
+def test_a_read_only_store_can_still_be_read(tmp_path, what):
+    """A store file (or its directory) without write permission opens read-only: reads work,
+    a write is a one-line StoreUnavailableError."""
     path = tmp_path / "ro" / "s.db"
     path.parent.mkdir()
     b = SqliteBackend(str(path))
     create(b, "a")
     b.close()
-    os.chmod(path, stat.S_IRUSR)
-    os.chmod(path.parent, stat.S_IRUSR | stat.S_IXUSR)
+    locked = path if what == "file" else path.parent
+    for extra in (path.parent / "s.db-wal", path.parent / "s.db-shm"):
+        if extra.exists() and what == "file":
+            os.chmod(extra, stat.S_IRUSR)
+    os.chmod(locked, stat.S_IRUSR | (stat.S_IXUSR if what == "directory" else 0))
     try:
-        ro = open_backend(f"sqlite:///{path}")
-        try:
-            assert ro.get_instance("a").status == S.PENDING
-            with pytest.raises(StoreUnavailableError, match="read-only"):
-                create(ro, "b")
-        finally:
-            ro.close()
+        p = subprocess.run(_without_file_permission_override()
+                           + [sys.executable, "-c", _READ_ONLY_CHECK, f"sqlite:///{path}"],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0 and "read-only ok" in p.stdout, p.stdout + p.stderr
     finally:
-        os.chmod(path.parent, stat.S_IRWXU)
-        os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+        for f in (path.parent, path, path.parent / "s.db-wal", path.parent / "s.db-shm"):
+            if f.exists():
+                os.chmod(f, stat.S_IRWXU)
 
 
 def test_mode_ro_opens_read_only(db):
@@ -308,29 +337,26 @@ def test_attempt_refuses_at_once_when_another_connection_writes(tmp_path):
 
 
 def test_attempt_refuses_while_another_thread_of_the_process_writes(tmp_path):
-    b = SqliteBackend(str(tmp_path / "w.db"))
-    other = SqliteBackend(b.path)  # another backend object on the same file: the same lock
-    release = threading.Event()
-    holding = threading.Event()
-
-    def hold():
-        with other._tx():  # what a worker thread's transaction holds
-            holding.set()
-            release.wait(5)
-
-    t = threading.Thread(target=hold)
+    b = SqliteBackend(str(tmp_path / "w.db"), busy_timeout=10.0)
+    other = SqliteBackend(b.path, busy_timeout=10.0)  # another object on the file: same lock
+    outside = sqlite3.connect(b.path, isolation_level=None, check_same_thread=False)
+    outside.execute("BEGIN IMMEDIATE")  # makes the other thread's write wait, holding its lock
+    t = threading.Thread(target=create, args=(other, "first"))
     t.start()
     try:
-        assert holding.wait(5)
+        time.sleep(0.2)  # the other thread is inside its write now, waiting for SQLite's lock
+        t0 = time.monotonic()
         with b.attempt(), pytest.raises(TryLater):
             create(b, "a")
+        assert time.monotonic() - t0 < 1.0
     finally:
-        release.set()
+        outside.execute("ROLLBACK")
         t.join()
-        other.close()
-    assert b.get_instance("a") is None
+        outside.close()
+    assert other.get_instance("first") is not None and b.get_instance("a") is None
     create(b, "a")
     assert b.get_instance("a") is not None
+    other.close()
     b.close()
 
 
