@@ -30,7 +30,7 @@ only persists rows) this module owns the orchestration semantics of persistence:
 from __future__ import annotations
 
 import os
-import unicodedata
+import re
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 from . import history as h
@@ -80,13 +80,17 @@ _K_EVENT = h.EventRaised.EVENT_TYPE
 _K_SUB_FAILED = h.SubOrchestrationInstanceFailed.EVENT_TYPE
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc
+
+
 def _problem_in(value: str) -> Optional[str]:
-    if any(unicodedata.category(ch) == "Cc" for ch in value):
+    if _CONTROL.search(value) is not None:
         return "contains a control character (NUL, newline, ...)"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return "is not valid Unicode (a lone surrogate)"
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "is not valid Unicode (a lone surrogate)"
     return None
 
 

@@ -230,6 +230,7 @@ class SqliteBackend(Backend):
         self._conns_lock = threading.Lock()
         self._write_lock = _write_lock_for(self.path)
         self._hub = ChangeHub()
+        self._last_commit = 0.0  # monotonic time of this object's last commit
         self._closed = False
         self.read_only = read_only
         self._bg = Background(self, catch_up_pages=catch_up_pages)
@@ -434,6 +435,7 @@ class SqliteBackend(Backend):
             except sqlite3.Error as exc:  # pragma: no cover - disk full, I/O error
                 c.execute("ROLLBACK")
                 raise store_error(self.path, exc, writing=True) from None
+            self._last_commit = time.monotonic()
         finally:
             self._write_lock.release()
         self._bg.ensure_started()
@@ -485,7 +487,6 @@ class SqliteBackend(Backend):
     def add_instance_watcher(self, instance_id: str, cb: InstanceWatcher) -> None:
         self._hub.add_instance_watcher(instance_id, cb)
         self._bg.ensure_started()
-        self._bg.poke()
 
     def remove_instance_watcher(self, instance_id: str, cb: InstanceWatcher) -> None:
         self._hub.remove_instance_watcher(instance_id, cb)

@@ -19,7 +19,9 @@ the GIL released while SQLite works:
   listens, the thread reads it every 1 ms after a change, backing off to ``POLL_MAX`` when
   nothing happens; on a change it wakes the work listeners, and reads the watched instances'
   (status, last update) in one statement to wake only the watchers whose instance changed.
-  Commits made through this backend object notify at once, without waiting for the thread.
+  Commits made through this backend object notify at once, without waiting for the thread;
+  while it commits, what the thread sees is mostly those same commits, so it passes changes
+  on at most every ``BUSY_INTERVAL`` then (at once when the object is quiet).
 """
 
 from __future__ import annotations
@@ -33,11 +35,12 @@ from typing import TYPE_CHECKING, Optional
 if TYPE_CHECKING:  # pragma: no cover
     from .backend import SqliteBackend
 
-__all__ = ["Background", "CHECKPOINT_INTERVAL", "POLL_MIN", "POLL_MAX"]
+__all__ = ["Background", "CHECKPOINT_INTERVAL", "POLL_MIN", "POLL_MAX", "BUSY_INTERVAL"]
 
 CHECKPOINT_INTERVAL = 0.2
 POLL_MIN = 0.001
 POLL_MAX = 0.025
+BUSY_INTERVAL = 0.02
 
 
 class Background:
@@ -101,6 +104,8 @@ class Background:
         try:
             version = c.execute("PRAGMA data_version").fetchone()[0]
             poll = POLL_MIN
+            pending = False
+            last_notify = 0.0
             next_ckpt = time.monotonic() + CHECKPOINT_INTERVAL
             while not self._stop.is_set():
                 hub = self._b._hub
@@ -116,9 +121,19 @@ class Background:
                         if v != version:
                             version = v
                             poll = POLL_MIN
-                            self._notify(c)
+                            pending = True
                         else:
                             poll = min(poll * 2, POLL_MAX)
+                        # While this backend object commits itself, its own listeners hear of
+                        # those commits directly, and the changes seen here are mostly its own:
+                        # pass on what changed at most every BUSY_INTERVAL then, at once when
+                        # this object is quiet (another process's change waits that long at most).
+                        mono = time.monotonic()
+                        if pending and (mono - self._b._last_commit >= POLL_MIN
+                                        or mono - last_notify >= BUSY_INTERVAL):
+                            pending = False
+                            last_notify = mono
+                            self._notify(c)
                     if gate is not None and self.checkpoints and time.monotonic() >= next_ckpt:
                         next_ckpt = time.monotonic() + CHECKPOINT_INTERVAL
                         self._checkpoint(c, gate)
