@@ -22,7 +22,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define N_EVENTS 18
+#define N_EVENTS 19
 
 /* EVENT_TYPE numbers (durable_core/history.py) */
 enum {
@@ -30,7 +30,7 @@ enum {
     E_EXECUTION_SUSPENDED, E_EXECUTION_RESUMED, E_CONTINUE_AS_NEW, E_ORCHESTRATOR_STARTED,
     E_ORCHESTRATOR_COMPLETED, E_TASK_SCHEDULED, E_TASK_COMPLETED, E_TASK_FAILED,
     E_SUBORCH_CREATED, E_SUBORCH_COMPLETED, E_SUBORCH_FAILED, E_TIMER_CREATED, E_TIMER_FIRED,
-    E_EVENT_RAISED, E_EVENT_SENT
+    E_EVENT_RAISED, E_EVENT_SENT, E_PATCH_MARKER
 };
 
 /* task kinds and action kinds: durable_core/protocol.py (checked at registration) */
@@ -1227,7 +1227,7 @@ event_kind(dc_replay_state *st, PyObject *ev)
         E_TIMER_CREATED, E_TIMER_FIRED, E_EVENT_RAISED, E_TASK_FAILED, E_EXECUTION_STARTED,
         E_SUBORCH_CREATED, E_SUBORCH_COMPLETED, E_SUBORCH_FAILED, E_EVENT_SENT,
         E_EXECUTION_SUSPENDED, E_EXECUTION_RESUMED, E_EXECUTION_TERMINATED,
-        E_EXECUTION_COMPLETED, E_CONTINUE_AS_NEW};
+        E_EXECUTION_COMPLETED, E_CONTINUE_AS_NEW, E_PATCH_MARKER};
     for (int i = 0; i < N_EVENTS; i++) {
         if (st->events[order[i]] == tp) {
             return order[i];
@@ -1375,6 +1375,7 @@ ctx_handle(CtxObject *self, PyObject *ev, int k)
     case E_ORCHESTRATOR_COMPLETED:
     case E_EXECUTION_COMPLETED:
     case E_CONTINUE_AS_NEW:
+    case E_PATCH_MARKER: /* answers is_patched: read before a replay, not applied */
         return 0;
     case E_TASK_SCHEDULED:
     case E_SUBORCH_CREATED:
@@ -1950,7 +1951,7 @@ static const char *const event_names[N_EVENTS + 1] = {
     "ExecutionResumed", "ContinueAsNew", "OrchestratorStarted", "OrchestratorCompleted",
     "TaskScheduled", "TaskCompleted", "TaskFailed", "SubOrchestrationInstanceCreated",
     "SubOrchestrationInstanceCompleted", "SubOrchestrationInstanceFailed", "TimerCreated",
-    "TimerFired", "EventRaised", "EventSent",
+    "TimerFired", "EventRaised", "EventSent", "PatchMarker",
 };
 
 static int

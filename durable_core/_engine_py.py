@@ -560,6 +560,7 @@ _HANDLERS: dict[type, Callable[[ContextCore, Any], None]] = {
     h.ExecutionSuspended: ContextCore._h_suspended,
     h.ExecutionResumed: ContextCore._h_resumed,
     h.ExecutionTerminated: ContextCore._h_terminated,
+    h.PatchMarker: ContextCore._h_ignore,  # read before the replay (_run)
 }
 
 # While suspended, inputs that would run the code wait for the resume, in arrival order.
