@@ -15,8 +15,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#define DC_NTYPES 18
-#define MAX_FIELDS 11
+#define DC_NTYPES 19
+#define MAX_FIELDS 12
 #define MAX_RECORD_SIZE 0x7FFFFFFFu
 #define MAX_FAILURE_DEPTH 32
 #define ABSOLUTE_FLAG 0x80
@@ -42,18 +42,29 @@ typedef struct {
     const char *name;
     Py_ssize_t nfields;
     field_spec f[MAX_FIELDS];
+    Py_ssize_t nbase; /* fields every record holds; the rest are trailing (0: no trailing) */
 } class_spec;
+
+/* Fields [0, base) of spec are always written; trailing ones may end the record early. */
+static inline Py_ssize_t
+spec_base(const class_spec *spec)
+{
+    return spec->nbase > 0 ? spec->nbase : spec->nfields;
+}
 
 #define EID {"event_id", K_INT}
 #define TS {"timestamp", K_TS}
 
-/* Indexed by EVENT_TYPE; must match _SCHEMA in _codec_py.py (checked at registration). */
+/* Indexed by EVENT_TYPE; must match _SCHEMA and _TRAILING in _codec_py.py (the fields are
+ * checked at registration). Trailing fields (added later) come after nbase. */
 static const class_spec event_specs[DC_NTYPES + 1] = {
-    {NULL, 0, {{NULL, 0}}},
-    {"ExecutionStarted", 11,
+    {NULL, 0, {{NULL, 0}}, 0},
+    {"ExecutionStarted", 12,
      {EID, TS, {"name", K_STR}, {"instance_id", K_STR}, {"input", K_OPT_BYTES},
       {"version", K_OPT_STR}, {"parent_instance_id", K_OPT_STR}, {"parent_task_id", K_INT},
-      {"scheduled_start_time", K_OPT_INT}, {"tags", K_TAGS}, {"execution_id", K_OPT_STR}}},
+      {"scheduled_start_time", K_OPT_INT}, {"tags", K_TAGS}, {"execution_id", K_OPT_STR},
+      {"trace_context", K_OPT_STR}},
+     11},
     {"ExecutionCompleted", 5,
      {EID, TS, {"status", K_INT}, {"result", K_OPT_BYTES}, {"failure_details", K_OPT_FAILURE}}},
     {"ExecutionTerminated", 4, {EID, TS, {"input", K_OPT_BYTES}, {"recurse", K_BOOL}}},
@@ -66,8 +77,10 @@ static const class_spec event_specs[DC_NTYPES + 1] = {
     {"TaskCompleted", 4, {EID, TS, {"task_scheduled_id", K_INT}, {"result", K_OPT_BYTES}}},
     {"TaskFailed", 4,
      {EID, TS, {"task_scheduled_id", K_INT}, {"failure_details", K_OPT_FAILURE}}},
-    {"SubOrchestrationInstanceCreated", 5,
-     {EID, TS, {"name", K_STR}, {"instance_id", K_STR}, {"input", K_OPT_BYTES}}},
+    {"SubOrchestrationInstanceCreated", 6,
+     {EID, TS, {"name", K_STR}, {"instance_id", K_STR}, {"input", K_OPT_BYTES},
+      {"version", K_OPT_STR}},
+     5},
     {"SubOrchestrationInstanceCompleted", 4,
      {EID, TS, {"task_scheduled_id", K_INT}, {"result", K_OPT_BYTES}}},
     {"SubOrchestrationInstanceFailed", 4,
@@ -77,6 +90,7 @@ static const class_spec event_specs[DC_NTYPES + 1] = {
     {"EventRaised", 4, {EID, TS, {"name", K_STR}, {"input", K_OPT_BYTES}}},
     {"EventSent", 5,
      {EID, TS, {"instance_id", K_STR}, {"name", K_STR}, {"input", K_OPT_BYTES}}},
+    {"PatchMarker", 3, {EID, TS, {"patch_id", K_STR}}},
 };
 
 static const class_spec failure_spec = {
@@ -926,7 +940,8 @@ put_str(encoder *e, PyObject *v)
     return rc;
 }
 
-static int enc_fields(encoder *e, PyObject *tuple, const class_spec *spec, int depth);
+static int enc_fields(encoder *e, PyObject *tuple, const class_spec *spec, Py_ssize_t n,
+                      int depth);
 
 static int
 enc_failure(encoder *e, PyObject *v, int depth)
@@ -948,7 +963,7 @@ enc_failure(encoder *e, PyObject *v, int depth)
     if (put_byte(e, 1) < 0) {
         return -1;
     }
-    return enc_fields(e, v, &failure_spec, depth);
+    return enc_fields(e, v, &failure_spec, failure_spec.nfields, depth);
 }
 
 static int
@@ -985,8 +1000,9 @@ enc_tags(encoder *e, PyObject *v)
     return 0;
 }
 
+/* Write fields [0, n) of tuple as spec says. */
 static int
-enc_fields(encoder *e, PyObject *tuple, const class_spec *spec, int depth)
+enc_fields(encoder *e, PyObject *tuple, const class_spec *spec, Py_ssize_t n, int depth)
 {
     if (e->npath >= MAX_PATH) {
         PyErr_SetString(PyExc_SystemError, "history codec: path too deep");
@@ -994,7 +1010,7 @@ enc_fields(encoder *e, PyObject *tuple, const class_spec *spec, int depth)
     }
     int slot = e->npath++;
     int rc = -1;
-    for (Py_ssize_t i = 0; i < spec->nfields; i++) {
+    for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *v = PyTuple_GET_ITEM(tuple, i);
         int64_t x;
         e->path[slot] = spec->f[i].name;
@@ -1122,7 +1138,11 @@ enc_event(encoder *e, PyObject *ev)
     /* error messages name "Class.field": enc_fields pushes the field after the class */
     e->path[0] = spec->name;
     e->npath = 1;
-    if (enc_fields(e, ev, spec, 0) < 0) {
+    Py_ssize_t n = spec->nfields; /* trailing fields left at None are not written */
+    while (n > spec_base(spec) && PyTuple_GET_ITEM(ev, n - 1) == Py_None) {
+        n--;
+    }
+    if (enc_fields(e, ev, spec, n, 0) < 0) {
         return -1;
     }
     e->npath = 0;
@@ -1534,7 +1554,12 @@ rd_tuple(reader *r, PyObject *cls, const class_spec *spec, Py_ssize_t first, int
             return NULL;
         }
     }
+    Py_ssize_t base = spec_base(spec);
     for (Py_ssize_t i = first; i < spec->nfields; i++) {
+        if (i >= base && r->p == r->end) { /* a trailing field the record does not hold */
+            PyTuple_SET_ITEM(ev, i, Py_NewRef(Py_None));
+            continue;
+        }
         PyObject *v = rd_value(r, spec->name, &spec->f[i], depth);
         if (v == NULL) {
             Py_DECREF(ev);

@@ -22,7 +22,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define N_EVENTS 18
+#define N_EVENTS 19
 
 /* EVENT_TYPE numbers (durable_core/history.py) */
 enum {
@@ -30,7 +30,7 @@ enum {
     E_EXECUTION_SUSPENDED, E_EXECUTION_RESUMED, E_CONTINUE_AS_NEW, E_ORCHESTRATOR_STARTED,
     E_ORCHESTRATOR_COMPLETED, E_TASK_SCHEDULED, E_TASK_COMPLETED, E_TASK_FAILED,
     E_SUBORCH_CREATED, E_SUBORCH_COMPLETED, E_SUBORCH_FAILED, E_TIMER_CREATED, E_TIMER_FIRED,
-    E_EVENT_RAISED, E_EVENT_SENT
+    E_EVENT_RAISED, E_EVENT_SENT, E_PATCH_MARKER
 };
 
 /* task kinds and action kinds: durable_core/protocol.py (checked at registration) */
@@ -47,7 +47,8 @@ struct dc_replay_state {
     PyObject *s_on_execution_started, *s_on_return, *s_on_error, *s_on_nondeterminism,
         *s_on_task_failed, *s_on_timer_link, *s_on_event_raised, *s_on_terminated,
         *s_on_cancel, *s_adopt, *s_call_activity_retry, *s_throw, *s_value, *s_serialize,
-        *s_deserialize, *s_durable_name, *s_name, *s_input, *s_retry_policy, *s_casefold;
+        *s_deserialize, *s_durable_name, *s_name, *s_input, *s_retry_policy, *s_casefold,
+        *s_when_all_waits;
 };
 
 /* ------------------------------------------------------------------------------------------ */
@@ -71,7 +72,8 @@ typedef struct {
     Py_ssize_t count;
     PyObject *extra;    /* policy data (retry state, event name, timer role) */
     PyObject *link;     /* policy data (timeout timer, retried task) */
-    PyObject *ctx;      /* owning context (timers, event waits, policy-made tasks: for cancel) */
+    PyObject *ctx;      /* owning context (timers, event waits, policy-made tasks: for cancel;
+                         * composites: the context whose when_all semantics apply) */
     PyObject *decoder;  /* (scanner or None, deserialize): decodes the raw payload */
 } TaskObject;
 
@@ -106,6 +108,8 @@ struct CtxObject {
     Py_ssize_t nslots;    /* allocated */
     long long base;
     long long min_action; /* lowest sequence number that may hold a pending action */
+    PyObject *patch_ids;  /* NULL or the set of PatchMarker ids of the replayed history */
+    int when_all_mode;    /* -1 not asked yet; 0 the legacy fail-fast when_all; 1 waits */
 };
 
 #define TASK(o) ((TaskObject *)(o))
@@ -323,6 +327,8 @@ task_set_failed(TaskObject *t, PyObject *exc)
     return task_finished(t);
 }
 
+static int ctx_when_all_legacy(PyObject *ctx);
+
 static int
 task_child_done(TaskObject *parent, TaskObject *child)
 {
@@ -333,7 +339,21 @@ task_child_done(TaskObject *parent, TaskObject *child)
         return task_set_done(parent, (PyObject *)child, NULL);
     }
     if (child->state == S_FAILED) {
-        if (parent->fail_fast) {
+        int now = parent->fail_fast;
+        if (!now && parent->value == NULL && parent->children != NULL &&
+            parent->count + 1 < PyTuple_GET_SIZE(parent->children)) {
+            /* The first failure while other tasks still run: where the old fail-fast
+             * when_all and this one part. Executions that replay a history recorded with the
+             * old one keep it (the policy decides, once per execution). */
+            now = ctx_when_all_legacy(parent->ctx);
+            if (now < 0) {
+                return -1;
+            }
+            if (parent->state != S_PENDING) { /* re-read: Python code ran */
+                return 0;
+            }
+        }
+        if (now) {
             return task_set_failed(parent, child->value);
         }
         if (parent->value == NULL) { /* the first failure (in completion order) is reported */
@@ -792,6 +812,35 @@ static PyType_Spec task_spec = {
     .slots = task_slots,
 };
 
+/* The context a task belongs to, as a new reference (NULL: unknown; no exception). Activity
+ * tasks made by call_activity hold no reference to it (see task_track): their decoder tuple
+ * holds a weak one. */
+static PyObject *
+task_owner(TaskObject *t)
+{
+    if (t->ctx != NULL) {
+        return Py_NewRef(t->ctx);
+    }
+    if (t->decoder == NULL || PyTuple_GET_SIZE(t->decoder) < 3) {
+        return NULL;
+    }
+    PyObject *w = PyTuple_GET_ITEM(t->decoder, 2);
+    if (!PyWeakref_Check(w)) {
+        return NULL;
+    }
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *obj = NULL;
+    if (PyWeakref_GetRef(w, &obj) < 0) {
+        PyErr_Clear();
+        return NULL;
+    }
+    return obj;
+#else
+    PyObject *obj = PyWeakref_GetObject(w); /* borrowed; None once dead */
+    return obj == Py_None ? NULL : Py_NewRef(obj);
+#endif
+}
+
 /* when_all / when_any */
 static PyObject *
 composite(PyObject *module, PyObject *tasks, int kind, int fail_fast)
@@ -815,7 +864,12 @@ composite(PyObject *module, PyObject *tasks, int kind, int fail_fast)
             return NULL;
         }
     }
-    TaskObject *parent = task_new_internal(st, kind, NULL, NULL, 1);
+    PyObject *owner = NULL; /* the context the tasks belong to (new reference) */
+    for (Py_ssize_t i = 0; i < n && owner == NULL; i++) {
+        owner = task_owner(TASK(PyTuple_GET_ITEM(seq, i)));
+    }
+    TaskObject *parent = task_new_internal(st, kind, owner, NULL, 1);
+    Py_XDECREF(owner);
     if (parent == NULL) {
         Py_DECREF(seq);
         return NULL;
@@ -984,6 +1038,7 @@ ctx_new(PyTypeObject *type, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kwds)
         return NULL;
     }
     self->st = st;
+    self->when_all_mode = -1;
     self->suspended_events = PyList_New(0);
     if (self->suspended_events == NULL) {
         Py_DECREF(self);
@@ -1019,7 +1074,18 @@ ctx_init(CtxObject *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->serialize, ser);
     Py_XSETREF(self->deserialize, de);
     Py_XSETREF(self->scanner, scanner == Py_None ? NULL : Py_NewRef(scanner));
-    Py_XSETREF(self->decoder, PyTuple_Pack(2, scanner, de));
+    /* (scanner, deserialize, weak reference to this context) for the tasks: the last lets
+     * when_all find the context of tasks that hold no strong reference to it */
+    PyObject *me = PyWeakref_NewRef((PyObject *)self, NULL);
+    if (me == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_TypeError)) { /* not weakly referenceable: fine */
+            return -1;
+        }
+        PyErr_Clear();
+        me = Py_NewRef(Py_None);
+    }
+    Py_XSETREF(self->decoder, PyTuple_Pack(3, scanner, de, me));
+    Py_DECREF(me);
     return self->decoder == NULL ? -1 : 0;
 }
 
@@ -1038,6 +1104,7 @@ ctx_traverse(CtxObject *self, visitproc visit, void *arg)
     Py_VISIT(self->completion);
     Py_VISIT(self->gen);
     Py_VISIT(self->awaiting);
+    Py_VISIT(self->patch_ids);
     for (Py_ssize_t i = 0; i < self->nslots; i++) {
         Py_VISIT(self->slots[i].task);
         Py_VISIT(self->slots[i].action);
@@ -1061,6 +1128,7 @@ ctx_clear(CtxObject *self)
     Py_CLEAR(self->completion);
     Py_CLEAR(self->gen);
     Py_CLEAR(self->awaiting);
+    Py_CLEAR(self->patch_ids);
     for (Py_ssize_t i = 0; i < self->nslots; i++) {
         Py_CLEAR(self->slots[i].task);
         slot_clear_action(&self->slots[i]);
@@ -1227,7 +1295,7 @@ event_kind(dc_replay_state *st, PyObject *ev)
         E_TIMER_CREATED, E_TIMER_FIRED, E_EVENT_RAISED, E_TASK_FAILED, E_EXECUTION_STARTED,
         E_SUBORCH_CREATED, E_SUBORCH_COMPLETED, E_SUBORCH_FAILED, E_EVENT_SENT,
         E_EXECUTION_SUSPENDED, E_EXECUTION_RESUMED, E_EXECUTION_TERMINATED,
-        E_EXECUTION_COMPLETED, E_CONTINUE_AS_NEW};
+        E_EXECUTION_COMPLETED, E_CONTINUE_AS_NEW, E_PATCH_MARKER};
     for (int i = 0; i < N_EVENTS; i++) {
         if (st->events[order[i]] == tp) {
             return order[i];
@@ -1375,6 +1443,7 @@ ctx_handle(CtxObject *self, PyObject *ev, int k)
     case E_ORCHESTRATOR_COMPLETED:
     case E_EXECUTION_COMPLETED:
     case E_CONTINUE_AS_NEW:
+    case E_PATCH_MARKER: /* answers is_patched: read before a replay (ctx_scan_patches) */
         return 0;
     case E_TASK_SCHEDULED:
     case E_SUBORCH_CREATED:
@@ -1514,6 +1583,60 @@ ctx_dispatch(CtxObject *self, PyObject *ev)
     return ctx_handle(self, ev, k);
 }
 
+/* Before a replay: the ids of the history's PatchMarker events. A marker is recorded after
+ * the step whose is_patched call it answers, so replaying code asks before reaching it. */
+static int
+ctx_scan_patches(CtxObject *self, PyObject *events)
+{
+    PyObject *marker = self->st->events[E_PATCH_MARKER];
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(events); i++) { /* size re-read */
+        PyObject *ev = PySequence_Fast_GET_ITEM(events, i);
+        if ((PyObject *)Py_TYPE(ev) != marker || PyTuple_GET_SIZE(ev) < 3) {
+            continue;
+        }
+        Py_INCREF(ev); /* hashing the id may run Python code */
+        if (self->patch_ids == NULL && (self->patch_ids = PySet_New(NULL)) == NULL) {
+            Py_DECREF(ev);
+            return -1;
+        }
+        int rc = PySet_Add(self->patch_ids, PyTuple_GET_ITEM(ev, 2));
+        Py_DECREF(ev);
+        if (rc < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* 1 when the execution that owns a when_all keeps the legacy fail-fast semantics, 0 when it
+ * waits for every task, -1 on error. Asked once per execution, at the first failure that
+ * leaves a when_all's other tasks running: _when_all_waits is memoized like is_patched. */
+static int
+ctx_when_all_legacy(PyObject *ctx)
+{
+    if (ctx == NULL) {
+        return 0;
+    }
+    CtxObject *c = (CtxObject *)ctx; /* tasks only ever hold contexts */
+    if (c->when_all_mode < 0) {
+        PyObject *r = PyObject_CallMethodNoArgs(ctx, c->st->s_when_all_waits);
+        if (r == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+                return -1;
+            }
+            PyErr_Clear(); /* a bare ContextCore without the policy: today's semantics */
+            r = Py_NewRef(Py_True);
+        }
+        int waits = PyObject_IsTrue(r);
+        Py_DECREF(r);
+        if (waits < 0) {
+            return -1;
+        }
+        c->when_all_mode = waits;
+    }
+    return c->when_all_mode == 0;
+}
+
 static PyObject *
 ctx_run(CtxObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1535,6 +1658,10 @@ ctx_run(CtxObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *events = PySequence_Fast(args[0], "events must be a sequence");
     if (events == NULL) {
+        return NULL;
+    }
+    if (replaying && ctx_scan_patches(self, events) < 0) {
+        Py_DECREF(events);
         return NULL;
     }
     self->replaying = replaying;
@@ -1868,6 +1995,12 @@ ctx_set_gen(CtxObject *self, PyObject *v, void *Py_UNUSED(c))
     return 0;
 }
 
+static PyObject *
+ctx_get_patch_ids(CtxObject *self, void *Py_UNUSED(c))
+{
+    return Py_NewRef(self->patch_ids != NULL ? self->patch_ids : Py_None);
+}
+
 static PyGetSetDef ctx_getset[] = {
     {"instance_id", (getter)ctx_get_instance_id, NULL, "The orchestration instance id.", NULL},
     {"parent_instance_id", (getter)ctx_get_parent, (setter)ctx_set_parent,
@@ -1879,6 +2012,7 @@ static PyGetSetDef ctx_getset[] = {
     {"_converter", (getter)ctx_get_converter, NULL, NULL, NULL},
     {"_completion", (getter)ctx_get_completion, (setter)ctx_set_completion, NULL, NULL},
     {"_gen", (getter)ctx_get_gen, (setter)ctx_set_gen, NULL, NULL},
+    {"_patch_ids", (getter)ctx_get_patch_ids, NULL, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -1950,7 +2084,7 @@ static const char *const event_names[N_EVENTS + 1] = {
     "ExecutionResumed", "ContinueAsNew", "OrchestratorStarted", "OrchestratorCompleted",
     "TaskScheduled", "TaskCompleted", "TaskFailed", "SubOrchestrationInstanceCreated",
     "SubOrchestrationInstanceCompleted", "SubOrchestrationInstanceFailed", "TimerCreated",
-    "TimerFired", "EventRaised", "EventSent",
+    "TimerFired", "EventRaised", "EventSent", "PatchMarker",
 };
 
 static int
@@ -2157,6 +2291,7 @@ dc_replay_exec(PyObject *module, dc_module_state *ms)
     INTERN(s_input, "input")
     INTERN(s_retry_policy, "retry_policy")
     INTERN(s_casefold, "casefold")
+    INTERN(s_when_all_waits, "_when_all_waits")
 #undef INTERN
     st->task_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &task_spec, NULL);
     if (st->task_type == NULL) {
@@ -2222,6 +2357,7 @@ dc_replay_clear(dc_module_state *ms)
     Py_CLEAR(st->s_input);
     Py_CLEAR(st->s_retry_policy);
     Py_CLEAR(st->s_casefold);
+    Py_CLEAR(st->s_when_all_waits);
 }
 
 void

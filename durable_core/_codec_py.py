@@ -32,7 +32,7 @@ Primitives
 
 Type byte
 ---------
-Bits 0..6 hold the event's ``EVENT_TYPE`` (1 .. 18; anything else is an unknown type).
+Bits 0..6 hold the event's ``EVENT_TYPE`` (1 .. 19; anything else is an unknown type).
 Bit 7 (0x80) is the *absolute timestamp* flag: set on the first record written by every
 ``encode`` / ``encode_records`` call and clear on the others.
 
@@ -64,11 +64,12 @@ opt_failure varint 0 for None; else varint 1 followed by the FailureDetails fiel
            (opt_failure), is_non_retriable (bool). At most 32 FailureDetails may be nested.
 ========== ====================================================================================
 
-Field kinds per event (``EVENT_TYPE``: class: fields after event_id:int, timestamp:timestamp):
+Field kinds per event (``EVENT_TYPE``: class: fields after event_id:int, timestamp:timestamp;
+fields after a ``|`` are *trailing* fields, see below):
 
  1 ExecutionStarted: name:str, instance_id:str, input:opt_bytes, version:opt_str,
    parent_instance_id:opt_str, parent_task_id:int, scheduled_start_time:opt_int, tags:tags,
-   execution_id:opt_str
+   execution_id:opt_str | trace_context:opt_str
  2 ExecutionCompleted: status:int, result:opt_bytes, failure_details:opt_failure
  3 ExecutionTerminated: input:opt_bytes, recurse:bool
  4 ExecutionSuspended, 5 ExecutionResumed, 6 ContinueAsNew: input:opt_bytes
@@ -76,15 +77,36 @@ Field kinds per event (``EVENT_TYPE``: class: fields after event_id:int, timesta
  9 TaskScheduled: name:str, input:opt_bytes
 10 TaskCompleted: task_scheduled_id:int, result:opt_bytes
 11 TaskFailed: task_scheduled_id:int, failure_details:opt_failure
-12 SubOrchestrationInstanceCreated: name:str, instance_id:str, input:opt_bytes
+12 SubOrchestrationInstanceCreated: name:str, instance_id:str, input:opt_bytes | version:opt_str
 13 SubOrchestrationInstanceCompleted: task_scheduled_id:int, result:opt_bytes
 14 SubOrchestrationInstanceFailed: task_scheduled_id:int, failure_details:opt_failure
 15 TimerCreated: fire_at:time_rel
 16 TimerFired: fire_at:time_rel, timer_id:int
 17 EventRaised: name:str, input:opt_bytes
 18 EventSent: instance_id:str, name:str, input:opt_bytes
+19 PatchMarker: patch_id:str
 
 The fields must consume the body exactly: bytes left over are corrupt.
+
+Extending the format
+--------------------
+Records already stored must keep decoding, and to the same events. So an event never gets a
+field anywhere but at its end, and a field added later (a *trailing* field) is optional: its kind
+is one whose absent value is ``None`` (opt_str, opt_bytes, opt_int, tags, opt_failure) and its
+default is ``None``. A record may end before its trailing fields (after any of them): those not
+present decode as ``None``. So a record written before a field existed decodes with the field at
+its default, exactly as before.
+
+The encoder writes the trailing fields up to the last one that is not ``None`` and omits the
+rest, so an event that leaves them at ``None`` is encoded to exactly the bytes it had before they
+existed (a history that does not use them is byte-identical to one written by older versions).
+A trailing field present with the value ``None`` (its ``0`` byte) is accepted and decodes as
+``None``; the encoder never writes one at the end of a record.
+
+Records written with a trailing field set cannot be read by versions older than that field:
+they see bytes left over and report the record as corrupt, as they do for an event type they do
+not know (19 for PatchMarker). The header's version stays 1: every history an older version
+wrote is still valid.
 
 Decoding and errors
 ===================
@@ -157,13 +179,14 @@ _M64 = (1 << 64) - 1
 _I64_MIN = -(1 << 63)
 _I64_MAX = (1 << 63) - 1
 
-# (EVENT_TYPE, class name, ((field, kind), ...)); the C module holds the same table.
+# (EVENT_TYPE, class name, ((field, kind), ...)); the C module holds the same table. Trailing
+# fields (added later; see "Extending the format") are listed in _TRAILING.
 _SCHEMA: tuple[tuple[int, str, tuple[tuple[str, int], ...]], ...] = (
     (1, "ExecutionStarted", (
         ("event_id", INT), ("timestamp", TS), ("name", STR), ("instance_id", STR),
         ("input", OPT_BYTES), ("version", OPT_STR), ("parent_instance_id", OPT_STR),
         ("parent_task_id", INT), ("scheduled_start_time", OPT_INT), ("tags", TAGS),
-        ("execution_id", OPT_STR))),
+        ("execution_id", OPT_STR), ("trace_context", OPT_STR))),
     (2, "ExecutionCompleted", (
         ("event_id", INT), ("timestamp", TS), ("status", INT), ("result", OPT_BYTES),
         ("failure_details", OPT_FAILURE))),
@@ -184,7 +207,7 @@ _SCHEMA: tuple[tuple[int, str, tuple[tuple[str, int], ...]], ...] = (
         ("failure_details", OPT_FAILURE))),
     (12, "SubOrchestrationInstanceCreated", (
         ("event_id", INT), ("timestamp", TS), ("name", STR), ("instance_id", STR),
-        ("input", OPT_BYTES))),
+        ("input", OPT_BYTES), ("version", OPT_STR))),
     (13, "SubOrchestrationInstanceCompleted", (
         ("event_id", INT), ("timestamp", TS), ("task_scheduled_id", INT),
         ("result", OPT_BYTES))),
@@ -199,7 +222,12 @@ _SCHEMA: tuple[tuple[int, str, tuple[tuple[str, int], ...]], ...] = (
     (18, "EventSent", (
         ("event_id", INT), ("timestamp", TS), ("instance_id", STR), ("name", STR),
         ("input", OPT_BYTES))),
+    (19, "PatchMarker", (("event_id", INT), ("timestamp", TS), ("patch_id", STR))),
 )
+#: EVENT_TYPE -> how many leading fields every record of that type holds (the rest are
+#: trailing fields, added later); types not listed have no trailing fields.
+_TRAILING: dict[int, int] = {1: 11, 12: 5}
+_NULLABLE = frozenset({OPT_STR, OPT_BYTES, OPT_INT, TAGS, OPT_FAILURE})
 _FAILURE_SCHEMA: tuple[tuple[str, int], ...] = (
     ("error_type", STR), ("message", STR), ("stack_trace", OPT_STR),
     ("inner_failure", OPT_FAILURE), ("is_non_retriable", BOOL),
@@ -217,6 +245,11 @@ def _check_schema() -> None:
             raise ImportError(f"history codec: {cls.__name__} does not match the codec schema")
     if FailureDetails._fields != tuple(f for f, _ in _FAILURE_SCHEMA):
         raise ImportError("history codec: FailureDetails does not match the codec schema")
+    for cls, (tag, _name, fields) in zip(EVENT_CLASSES, _SCHEMA):
+        for fname, kind in fields[_TRAILING.get(tag, len(fields)):]:
+            if kind not in _NULLABLE or cls._field_defaults.get(fname, 0) is not None:  # type: ignore[attr-defined]
+                raise ImportError(f"history codec: {cls.__name__}.{fname} is a trailing field: "
+                                  "it must be optional with the default None")
 
 
 _check_schema()
@@ -244,13 +277,14 @@ def _codec_register(classes: Any, failure_cls: Any) -> None:
         ):
             raise TypeError(f"_codec_register: {cls!r} does not match the codec schema of {name}")
 
-# class -> (type tag, class name, fields)
-_BY_CLASS: dict[type, tuple[int, str, tuple[tuple[str, int], ...]]] = {
-    cls: spec for cls, spec in zip(EVENT_CLASSES, _SCHEMA)
+# class -> (type tag, class name, fields, number of leading fields)
+_BY_CLASS: dict[type, tuple[int, str, tuple[tuple[str, int], ...], int]] = {
+    cls: (*spec, _TRAILING.get(spec[0], len(spec[2]))) for cls, spec in zip(EVENT_CLASSES, _SCHEMA)
 }
-# type tag -> (class, class name, fields)
-_BY_TAG: dict[int, tuple[type, str, tuple[tuple[str, int], ...]]] = {
-    spec[0]: (cls, spec[1], spec[2]) for cls, spec in zip(EVENT_CLASSES, _SCHEMA)
+# type tag -> (class, class name, fields, number of leading fields)
+_BY_TAG: dict[int, tuple[type, str, tuple[tuple[str, int], ...], int]] = {
+    spec[0]: (cls, spec[1], spec[2], _TRAILING.get(spec[0], len(spec[2])))
+    for cls, spec in zip(EVENT_CLASSES, _SCHEMA)
 }
 
 
@@ -436,13 +470,16 @@ class _Encoder:
         spec = _BY_CLASS.get(type(ev))
         if spec is None:
             raise TypeError(f"encode: item {self.item}: expected a history event, got {_tname(ev)}")
-        tag, name, fields = spec
+        tag, name, fields, nbase = spec
         if len(ev) != len(fields):
             raise TypeError(
                 f"encode: item {self.item}: {name} has {len(ev)} fields, expected {len(fields)}"
             )
+        n = len(fields)  # trailing fields left at None are not written
+        while n > nbase and ev[n - 1] is None:
+            n -= 1
         body = bytearray((tag | (ABSOLUTE_FLAG if self.prev_ts is None else 0),))
-        self._fields(body, ev, fields, name, 0)
+        self._fields(body, ev[:n], fields[:n], name, 0)
         if len(body) > MAX_RECORD_SIZE:
             raise ValueError(
                 f"encode: item {self.item}: {name} record is too large ({len(body)} bytes)"
@@ -552,10 +589,15 @@ class _Reader:
         return v == 1
 
     def fields(
-        self, cname: str, fields: tuple[tuple[str, int], ...], depth: int
+        self, cname: str, fields: tuple[tuple[str, int], ...], depth: int, nbase: int = -1
     ) -> list[Any]:
+        """Read ``fields``; those from index ``nbase`` on may be cut off by the record's end
+        (trailing fields: they are None then)."""
         vals: list[Any] = []
-        for fname, kind in fields:
+        for i, (fname, kind) in enumerate(fields):
+            if 0 <= nbase <= i and self.pos == self.end:
+                vals.append(None)
+                continue
             what = f"{cname}.{fname}"
             if kind == INT:
                 vals.append(self.zigzag(what))
@@ -632,7 +674,7 @@ def _decode(data: bytes, pos: int, lenient: bool) -> list[Any]:
             spec = _BY_TAG.get(tag)
             if spec is None:
                 raise _Bad(f"unknown event type {tag}")
-            cls, cname, fields = spec
+            cls, cname, fields, nbase = spec
             rd = _Reader(data, body + 1, end)
             # the timestamp is the second field of every event
             eid = rd.zigzag(f"{cname}.event_id")
@@ -644,7 +686,7 @@ def _decode(data: bytes, pos: int, lenient: bool) -> list[Any]:
                     raise _Bad("relative timestamp without a preceding record")
                 ts = _wrap64(prev_ts + delta)
             rd.ts = ts
-            vals = rd.fields(cname, fields[2:], 0)
+            vals = rd.fields(cname, fields[2:], 0, nbase - 2)
             if rd.pos != end:
                 raise _Bad(f"{end - rd.pos} trailing bytes in the record")
             events.append(cls(eid, ts, *vals))

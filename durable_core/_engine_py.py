@@ -156,7 +156,16 @@ class Task(_task.Task):
             self._complete(child)
             return
         if child._state == _FAILED:
-            if self._fail_fast:
+            now = self._fail_fast
+            if (not now and self._value is None
+                    and self._count + 1 < len(self._children)):  # type: ignore[arg-type]
+                # The first failure while other tasks still run: where the old fail-fast
+                # when_all and this one part. Executions that replay a history recorded with
+                # the old one keep it (the policy decides, once per execution).
+                now = _when_all_legacy(self._ctx)
+                if self._state != _PENDING:
+                    return
+            if now:
                 self._fail(child._value)
                 return
             if self._value is None:  # the first failure (in completion order) is reported
@@ -183,7 +192,7 @@ def _composite(kind: int, tasks: Sequence[Any], fail_fast: bool = False) -> Task
     for t in tasks:
         if type(t) is not Task:
             raise TypeError(f"expected tasks, got {type(t).__name__}")
-    ctx = tasks[0]._ctx if tasks else None
+    ctx = next((t._ctx for t in tasks if t._ctx is not None), None)
     parent = Task(kind, ctx)
     parent._children = tuple(tasks)
     parent._fail_fast = bool(fail_fast)
@@ -198,6 +207,18 @@ def _composite(kind: int, tasks: Sequence[Any], fail_fast: bool = False) -> Task
     if kind == K_ALL and not tasks:
         parent._complete([])
     return parent
+
+
+def _when_all_legacy(ctx: Any) -> bool:
+    """True when the execution owning a when_all keeps the legacy fail-fast semantics (asked
+    once per execution; the answer is memoized in ``_when_all_mode`` as in C)."""
+    if ctx is None:
+        return False
+    mode = ctx._when_all_mode
+    if mode is None:
+        ask = getattr(ctx, "_when_all_waits", None)
+        mode = ctx._when_all_mode = bool(ask()) if ask is not None else True
+    return not mode
 
 
 def when_all(tasks: Sequence[Any], *, fail_fast: bool = False) -> Task:
@@ -268,6 +289,8 @@ class ContextCore:
         self._awaiting: Any = None
         self._seq = 0
         self._tasks: dict[int, Task] = {}
+        self._patch_ids: Optional[set[str]] = None  # PatchMarker ids of the replayed history
+        self._when_all_mode: Optional[bool] = None  # None: not asked; False: legacy; True
         # seq -> (action kind, name to match or None, action, unused)
         self._actions: dict[int, tuple[int, Optional[str], Any, Any]] = {}
 
@@ -365,6 +388,14 @@ class ContextCore:
         """Apply ``events``; stop once the instance completes. Returns how many were used."""
         if self._running:
             raise RuntimeError("the orchestration is already running")
+        if replaying:
+            # A marker is recorded after the step whose is_patched call it answers, so
+            # replaying code asks before reaching it: read them all first.
+            for ev in events:
+                if type(ev) is h.PatchMarker:
+                    if self._patch_ids is None:
+                        self._patch_ids = set()
+                    self._patch_ids.add(ev.patch_id)
         self.is_replaying = bool(replaying)
         self._running = True
         n = 0
@@ -560,6 +591,7 @@ _HANDLERS: dict[type, Callable[[ContextCore, Any], None]] = {
     h.ExecutionSuspended: ContextCore._h_suspended,
     h.ExecutionResumed: ContextCore._h_resumed,
     h.ExecutionTerminated: ContextCore._h_terminated,
+    h.PatchMarker: ContextCore._h_ignore,  # read before the replay (_run)
 }
 
 # While suspended, inputs that would run the code wait for the resume, in arrival order.

@@ -142,10 +142,12 @@ class ReplaySafeLogger:
 class _RetryState:
     """Bookkeeping of a task with a retry policy: what to reschedule, attempts so far."""
 
-    __slots__ = ("policy", "kind", "name", "input", "instance_id", "attempts", "first_us")
+    __slots__ = ("policy", "kind", "name", "input", "instance_id", "attempts", "first_us",
+                 "version")
 
     def __init__(self, policy: RetryPolicy, kind: int, name: str, input: Optional[bytes],
-                 instance_id: Optional[str], first_us: int) -> None:
+                 instance_id: Optional[str], first_us: int, version: Optional[str] = None) -> None:
+        self.version = version
         self.policy = policy
         self.kind = kind
         self.name = name
@@ -176,6 +178,7 @@ class OrchestrationContext:
         _now_us: int
         _completion: Optional[CompleteOrchestration]
         _converter: Any
+        _patch_ids: Optional[set[str]]
 
         def call_activity(self, activity: Union[str, Callable[..., Any]], *,
                           input: Any = None, retry_policy: Optional[RetryPolicy] = None) -> Task: ...
@@ -226,16 +229,26 @@ class OrchestrationContext:
         input: Any = None,
         instance_id: Optional[str] = None,
         retry_policy: Optional[RetryPolicy] = None,
+        version: Optional[str] = None,
     ) -> Task:
         """Start a child orchestration; the task's result is the child's output.
 
         The child id defaults to ``f"{this_instance_id}:{sequence_number:04x}"``. If the child
         fails, the task fails with :class:`~durable_core.TaskFailedError`.
+
+        ``version`` is the child's orchestration version (its ``ctx.version``); by default the
+        child inherits this orchestration's :attr:`version`. It is recorded with the call
+        (``SubOrchestrationInstanceCreated.version``); replays check the child's name, not its
+        version, so changing the version a call passes is not a non-deterministic change.
         """
         if instance_id is not None and not isinstance(instance_id, str):
             raise TypeError("instance_id must be a string")
         if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
             raise TypeError("retry_policy must be a RetryPolicy")
+        if version is not None and not isinstance(version, str):
+            raise TypeError("version must be a string or None")
+        if version is None:
+            version = self.version
         name = name_of(orchestrator)
         payload = self._converter.serialize(input)
         task = self._new_task(K_SUBORCH)
@@ -244,8 +257,9 @@ class OrchestrationContext:
             instance_id = f"{self.instance_id}:{seq:04x}"
         if retry_policy is not None:
             task._extra = _RetryState(retry_policy, K_SUBORCH, name, payload, instance_id,
-                                      self._now_us)
-        self._add_action(A_SUBORCH, CreateSubOrchestration(seq, name, instance_id, payload), task)
+                                      self._now_us, version)
+        self._add_action(A_SUBORCH,
+                         CreateSubOrchestration(seq, name, instance_id, payload, version), task)
         return task
 
     def wait_for_external_event(self, name: str, *, timeout: Optional[timedelta] = None) -> Task:
@@ -300,6 +314,62 @@ class OrchestrationContext:
         """Publish a JSON-able status value for clients (``OrchestrationState.custom_status``)."""
         self.__dict__["_custom_status"] = self._converter.serialize(value)
 
+    @property
+    def version(self) -> Optional[str]:
+        """The orchestration version this execution runs (``ExecutionStarted.version``), or
+        None.
+
+        Set when the instance is scheduled (``schedule_new_orchestration(version=...)``, else
+        the version registered with ``@dc.orchestrator(version=...)``) or inherited from the
+        parent by a sub-orchestration. Code branches on it to keep instances started under an
+        older version on the code path they began with; :meth:`is_patched` does the same for
+        one change at a time without a version number.
+        """
+        return self.__dict__.get("_version")  # type: ignore[no-any-return]
+
+    def is_patched(self, patch_id: str) -> bool:
+        """Whether this execution takes the code path of patch ``patch_id``: deploy a change to
+        orchestrator code while instances started under the old code are still running.
+
+        ``if ctx.is_patched("send-receipt"): <new code> else: <old code>`` -- True for new
+        executions, and for replays whose history recorded the patch; False while replaying a
+        history from before the patch (the old code path, which that history recorded). The
+        first answer sticks for the rest of the execution. When it is True in a new step, a
+        ``PatchMarker`` event is recorded (it takes no sequence number, so adding the check
+        shifts nothing). Once no instance from before the patch is left, replace the call by
+        :meth:`deprecate_patch` and delete the old branch; later, delete that call too.
+
+        Ids are case-sensitive strings; ids starting with ``durable_core/`` are reserved.
+        """
+        return self._patched(_check_patch_id(patch_id))
+
+    def deprecate_patch(self, patch_id: str) -> None:
+        """Patch ``patch_id``'s code path is now the only one (the step after :meth:`is_patched`).
+
+        Records the patch like a first True of :meth:`is_patched`, so instances started under
+        this code replay under the code before it too. Replaying a history from before the
+        patch (one that took the old code path) fails the instance with a
+        :class:`~durable_core.errors.NonDeterminismError` naming the patch: deploy this only
+        once no such instance is running. When none started before this call shipped is left
+        either, the call can be deleted (no sequence numbers are involved).
+        """
+        pid = _check_patch_id(patch_id)
+        memo = self._patch_memo()
+        known = memo.get(pid)
+        if known is None and (not self.is_replaying or pid in (self._patch_ids or ())):
+            self._patched(pid)
+            return
+        if known:
+            return
+        err = NonDeterminismError(
+            f"non-deterministic orchestration {self.instance_id!r}: the code deprecates patch "
+            f"{pid!r} but this instance predates it (its history took the code path from "
+            f"before the patch); let such instances finish on code that still calls "
+            f"is_patched({pid!r})", instance_id=self.instance_id, expected=f"patch {pid!r} absent",
+            actual=f"deprecate_patch({pid!r})")
+        self._on_error(err)
+        raise err
+
     def new_uuid(self) -> str:
         """A deterministic UUID (the same on every replay): uuid5 of instance, time and counter."""
         n = self.__dict__.get("_uuid_counter", 0)
@@ -308,6 +378,33 @@ class OrchestrationContext:
         return str(uuid.uuid5(_UUID_NAMESPACE, f"{self.instance_id}_{stamp}_{n}"))
 
     # -- internals ------------------------------------------------------------------------------
+    def _patch_memo(self) -> dict[str, bool]:
+        d = self.__dict__.get("_patches")
+        if d is None:
+            d = self.__dict__["_patches"] = {}
+        return d  # type: ignore[no-any-return]
+
+    def _patched(self, patch_id: str) -> bool:
+        """is_patched's rule (also the engine's own, for _WHEN_ALL_WAITS): the first answer
+        sticks; while replaying, whether the history holds the marker; else True, recorded."""
+        memo = self._patch_memo()
+        known = memo.get(patch_id)
+        if known is not None:
+            return known
+        if self.is_replaying:
+            known = patch_id in (self._patch_ids or ())
+        else:
+            known = True
+            self.__dict__.setdefault("_new_patches", []).append(patch_id)
+        memo[patch_id] = known
+        return known
+
+    def _when_all_waits(self) -> bool:
+        """Whether when_all waits for every task in this execution (the engine asks once, at
+        the first failure that leaves a when_all's other tasks running). A history recorded by
+        the fail-fast when_all of earlier versions lacks the marker and replays as it ran."""
+        return self._patched(_WHEN_ALL_WAITS)
+
     def _fire_at_us(self, fire_at: Union[datetime, timedelta]) -> int:
         if isinstance(fire_at, timedelta):
             return self._now_us + _td_us(fire_at)
@@ -358,6 +455,9 @@ class OrchestrationContext:
         """Start the orchestrator; return the generator/coroutine to drive, or None when done."""
         self.parent_instance_id = ev.parent_instance_id  # type: ignore[misc]
         self.__dict__["_name"] = ev.name
+        self.__dict__["_version"] = ev.version
+        # carried for the tracing layer, never read by the engine
+        self.__dict__["_trace_context"] = getattr(ev, "trace_context", None)
         registry: Registry = self.__dict__["_registry"]
         fn = registry.get_orchestrator(ev.name)
         if fn is None:
@@ -461,7 +561,7 @@ class OrchestrationContext:
                 self._add_action(A_TASK, action, target)
             else:
                 action = CreateSubOrchestration(seq, state.name, state.instance_id or "",
-                                                state.input)
+                                                state.input, state.version)
                 self._add_action(A_SUBORCH, action, target)
         elif timer._extra == T_TIMEOUT:
             if target.is_complete:
@@ -543,6 +643,20 @@ class OrchestrationContext:
         out = [ev for _, ev in buffered]
         out.extend(ev for ev in rest if type(ev).__name__ == "EventRaised")
         return tuple(out)
+
+
+#: The engine's own patch: when_all waits for all its tasks before failing (earlier versions
+#: failed at the first failure; histories they recorded replay that way).
+_WHEN_ALL_WAITS = "durable_core/when_all-waits-for-all"
+_RESERVED = "durable_core/"
+
+
+def _check_patch_id(patch_id: Any) -> str:
+    if not isinstance(patch_id, str) or not patch_id:
+        raise TypeError("a patch id must be a non-empty string")
+    if patch_id.startswith(_RESERVED):
+        raise ValueError(f"patch ids starting with {_RESERVED!r} are reserved")
+    return patch_id
 
 
 def _opaque_failure(exc: BaseException) -> FailureDetails:

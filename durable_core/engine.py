@@ -3,7 +3,9 @@
 One call of :meth:`OrchestrationExecutor.execute` is one *episode*: the old history is replayed
 (``ctx.is_replaying`` is True), the new events are applied, and the result says what the store
 must do -- the actions (activities to run, timers, sub-orchestrations, events to send, the
-completion) and the exact events to append to the history (``new_history``).
+completion) and the exact events to append to the history (``new_history``: the new events,
+a ``PatchMarker`` per patch first found applied in this episode, one event per action, then
+``OrchestratorCompleted``).
 
 A :class:`StickySession` keeps the instance's code suspended between episodes: the next episode
 applies only its new events (no replay) and gives exactly what a full replay would. The runtime
@@ -118,7 +120,8 @@ def action_event(action: Any, timestamp: int) -> Any:
         return h.TimerCreated(action.id, timestamp, action.fire_at)
     if cls is CreateSubOrchestration:
         return h.SubOrchestrationInstanceCreated(action.id, timestamp, action.name,
-                                                 action.instance_id, action.input)
+                                                 action.instance_id, action.input,
+                                                 action.version)
     if cls is SendEvent:
         return h.EventSent(action.id, timestamp, action.instance_id, action.name, action.input)
     if cls is CompleteOrchestration:
@@ -197,6 +200,9 @@ def _episode(ctx: Any, instance_id: str, old: Sequence[Any], new: Sequence[Any],
             ts = ev.timestamp
             break
     new_history = list(new)
+    patches = ctx.__dict__.pop("_new_patches", None)
+    if patches:  # is_patched answered True in this step: replays take the same path
+        new_history.extend(h.PatchMarker(-1, ts, p) for p in patches)
     new_history.extend(action_event(a, ts) for a in actions)
     new_history.append(h.OrchestratorCompleted(-1, ts))
     session = None

@@ -10,6 +10,11 @@ The binary codec (``encode``, ``encode_records``, ``decode``) is implemented in 
 pure-Python twin that produce identical bytes; :mod:`durable_core._impl` chooses which one runs.
 
 Each class carries ``EVENT_TYPE``, its stable numeric tag in the binary format: never renumber.
+
+Fields added to an event after it first shipped are optional and trailing (``trace_context``
+of :class:`ExecutionStarted`, ``version`` of :class:`SubOrchestrationInstanceCreated`): events
+stored before they existed decode with their defaults, and an event that leaves them at their
+defaults encodes to the same bytes as before (see the format spec in ``_codec_py``).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ __all__ = [
     "TimerFired",
     "EventRaised",
     "EventSent",
+    "PatchMarker",
     "HistoryEvent",
     "EVENT_CLASSES",
     "EVENT_TYPES",
@@ -84,7 +90,12 @@ class FailureDetails(NamedTuple):
 
 
 class ExecutionStarted(NamedTuple):
-    """First event of every execution: which orchestrator, its input and its parentage."""
+    """First event of every execution: which orchestrator, its input and its parentage.
+
+    ``version`` is the orchestration version the execution runs (``ctx.version``);
+    ``trace_context`` a W3C trace context (``traceparent``, optionally ``;tracestate``) that the
+    engine carries without reading it (added later: trailing, optional).
+    """
 
     event_id: int
     timestamp: int
@@ -97,6 +108,7 @@ class ExecutionStarted(NamedTuple):
     scheduled_start_time: Optional[int] = None
     tags: Optional[Mapping[str, str]] = None
     execution_id: Optional[str] = None
+    trace_context: Optional[str] = None
     EVENT_TYPE = 1
 
     @property
@@ -239,13 +251,17 @@ class TaskFailed(NamedTuple):
 
 
 class SubOrchestrationInstanceCreated(NamedTuple):
-    """The orchestrator started a child orchestration; ``event_id`` is its sequence number."""
+    """The orchestrator started a child orchestration; ``event_id`` is its sequence number.
+
+    ``version`` is the child's orchestration version (added later: trailing, optional).
+    """
 
     event_id: int
     timestamp: int
     name: str
     instance_id: str
     input: Optional[bytes] = None
+    version: Optional[str] = None
     EVENT_TYPE = 12
 
     @property
@@ -337,6 +353,24 @@ class EventSent(NamedTuple):
         return to_datetime(self.timestamp)
 
 
+class PatchMarker(NamedTuple):
+    """``ctx.is_patched(patch_id)`` (or ``deprecate_patch``) first answered True in a new step:
+    replays of this execution take the patched code path.
+
+    It takes no sequence number (``event_id`` is -1), so adding or removing a patch check
+    never shifts the sequence numbers of the actions around it.
+    """
+
+    event_id: int
+    timestamp: int
+    patch_id: str
+    EVENT_TYPE = 19
+
+    @property
+    def time(self) -> datetime:
+        return to_datetime(self.timestamp)
+
+
 HistoryEvent = Union[
     ExecutionStarted,
     ExecutionCompleted,
@@ -356,6 +390,7 @@ HistoryEvent = Union[
     TimerFired,
     EventRaised,
     EventSent,
+    PatchMarker,
 ]
 
 #: Every event class, in ``EVENT_TYPE`` order.
@@ -378,6 +413,7 @@ EVENT_CLASSES: tuple[type, ...] = (
     TimerFired,
     EventRaised,
     EventSent,
+    PatchMarker,
 )
 #: ``EVENT_TYPE`` -> class.
 EVENT_TYPES: dict[int, type] = {cls.EVENT_TYPE: cls for cls in EVENT_CLASSES}  # type: ignore[attr-defined]

@@ -52,6 +52,7 @@ class Registry:
         self._orchestrators: dict[str, Callable[..., Any]] = {}
         self._activities: dict[str, Callable[..., Any]] = {}
         self._takes_input: dict[str, bool] = {}
+        self._versions: dict[str, Optional[str]] = {}
 
     def _add(self, table: dict[str, Callable[..., Any]], kind: str, fn: Callable[..., Any],
              name: Optional[str]) -> str:
@@ -69,9 +70,30 @@ class Registry:
             self._takes_input[f"{kind}:{name}"] = _takes_input(fn)
         return name
 
-    def add_orchestrator(self, fn: Callable[..., Any], name: Optional[str] = None) -> str:
-        """Register orchestrator ``fn`` under ``name`` (default: its ``__name__``)."""
-        return self._add(self._orchestrators, "orchestrator", fn, name)
+    def add_orchestrator(self, fn: Callable[..., Any], name: Optional[str] = None, *,
+                         version: Optional[str] = None) -> str:
+        """Register orchestrator ``fn`` under ``name`` (default: its ``__name__``).
+
+        ``version`` (default: the one ``@orchestrator(version=...)`` marked ``fn`` with) is the
+        version new instances of it get unless they are scheduled with another one: see
+        :meth:`orchestrator_version`.
+        """
+        if version is None:
+            version = getattr(fn, "__durable_version__", None)
+        if version is not None and not isinstance(version, str):
+            raise TypeError("version must be a string or None")
+        reg_name = self._add(self._orchestrators, "orchestrator", fn, name)
+        with self._lock:
+            self._versions[reg_name] = version
+        return reg_name
+
+    def orchestrator_version(self, name: str) -> Optional[str]:
+        """The version registered for orchestrator ``name`` (None: unversioned, or unknown).
+
+        What a worker or client records as ``ExecutionStarted.version`` (``ctx.version``) for
+        a new instance scheduled without an explicit version.
+        """
+        return self._versions.get(name)
 
     def add_activity(self, fn: Callable[..., Any], name: Optional[str] = None) -> str:
         """Register activity ``fn`` under ``name`` (default: its ``__name__``)."""
@@ -120,7 +142,11 @@ class Registry:
 default_registry = Registry()
 
 
-def _decorator(kind: str, fn: Optional[F], name: Optional[str]) -> Any:
+def _decorator(kind: str, fn: Optional[F], name: Optional[str],
+               version: Optional[str] = None) -> Any:
+    if version is not None and not isinstance(version, str):
+        raise TypeError("version must be a string or None")
+
     def mark(f: F) -> F:
         reg_name = name if name is not None else getattr(f, "__name__", None)
         if not isinstance(reg_name, str) or not reg_name:
@@ -128,7 +154,8 @@ def _decorator(kind: str, fn: Optional[F], name: Optional[str]) -> Any:
         f.__durable_name__ = reg_name  # type: ignore[attr-defined]
         f.__durable_kind__ = kind  # type: ignore[attr-defined]
         if kind == "orchestrator":
-            default_registry.add_orchestrator(f, reg_name)
+            f.__durable_version__ = version  # type: ignore[attr-defined]
+            default_registry.add_orchestrator(f, reg_name, version=version)
         else:
             default_registry.add_activity(f, reg_name)
         return f
@@ -141,15 +168,22 @@ def _decorator(kind: str, fn: Optional[F], name: Optional[str]) -> Any:
 @overload
 def orchestrator(fn: F) -> F: ...
 @overload
-def orchestrator(*, name: Optional[str] = None) -> Callable[[F], F]: ...
-def orchestrator(fn: Optional[F] = None, *, name: Optional[str] = None) -> Any:
-    """Mark ``fn`` as an orchestrator and register it (``@orchestrator`` or ``@orchestrator(name=...)``).
+def orchestrator(*, name: Optional[str] = None,
+                 version: Optional[str] = None) -> Callable[[F], F]: ...
+def orchestrator(fn: Optional[F] = None, *, name: Optional[str] = None,
+                 version: Optional[str] = None) -> Any:
+    """Mark ``fn`` as an orchestrator and register it (``@orchestrator`` or
+    ``@orchestrator(name=..., version=...)``).
 
     The function receives an :class:`~durable_core.OrchestrationContext` (and the input when it
     takes a second argument); it may be a generator (``yield task``), ``async def``
     (``await task``) or a plain function. It must be deterministic: see the context's docs.
+
+    ``version`` is the orchestration version new instances get (``ctx.version``, recorded in
+    their ``ExecutionStarted``) unless scheduled with another; instances keep the version they
+    started with, so code can branch on ``ctx.version`` to keep older instances on their path.
     """
-    return _decorator("orchestrator", fn, name)
+    return _decorator("orchestrator", fn, name, version)
 
 
 @overload

@@ -57,12 +57,16 @@ class CreateTimer(NamedTuple):
 
 
 class CreateSubOrchestration(NamedTuple):
-    """Start child orchestration ``name`` as ``instance_id``; answer with its completion."""
+    """Start child orchestration ``name`` as ``instance_id``; answer with its completion.
+
+    ``version`` is the child's orchestration version (its ``ExecutionStarted.version``).
+    """
 
     id: int
     name: str
     instance_id: str
     input: Optional[bytes] = None
+    version: Optional[str] = None
 
 
 class SendEvent(NamedTuple):

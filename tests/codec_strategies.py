@@ -36,7 +36,7 @@ OPT_FAILURE = st.none() | FAILURE.filter(lambda f: f is not None)
 
 EVENTS = st.one_of(
     st.builds(h.ExecutionStarted, INTS, TIMES, TEXT, TEXT, PAYLOAD, OPT_TEXT, OPT_TEXT, INTS,
-              st.none() | I64, TAGS, OPT_TEXT),
+              st.none() | I64, TAGS, OPT_TEXT, OPT_TEXT),
     st.builds(h.ExecutionCompleted, INTS, TIMES, INTS, PAYLOAD, OPT_FAILURE),
     st.builds(h.ExecutionTerminated, INTS, TIMES, PAYLOAD, st.booleans()),
     st.builds(h.ExecutionSuspended, INTS, TIMES, PAYLOAD),
@@ -47,13 +47,14 @@ EVENTS = st.one_of(
     st.builds(h.TaskScheduled, INTS, TIMES, TEXT, PAYLOAD),
     st.builds(h.TaskCompleted, INTS, TIMES, INTS, PAYLOAD),
     st.builds(h.TaskFailed, INTS, TIMES, INTS, OPT_FAILURE),
-    st.builds(h.SubOrchestrationInstanceCreated, INTS, TIMES, TEXT, TEXT, PAYLOAD),
+    st.builds(h.SubOrchestrationInstanceCreated, INTS, TIMES, TEXT, TEXT, PAYLOAD, OPT_TEXT),
     st.builds(h.SubOrchestrationInstanceCompleted, INTS, TIMES, INTS, PAYLOAD),
     st.builds(h.SubOrchestrationInstanceFailed, INTS, TIMES, INTS, OPT_FAILURE),
     st.builds(h.TimerCreated, INTS, TIMES, TIMES),
     st.builds(h.TimerFired, INTS, TIMES, TIMES, INTS),
     st.builds(h.EventRaised, INTS, TIMES, TEXT, PAYLOAD),
     st.builds(h.EventSent, INTS, TIMES, TEXT, TEXT, PAYLOAD),
+    st.builds(h.PatchMarker, INTS, TIMES, TEXT),
 )
 EVENT_LISTS = st.lists(EVENTS, max_size=12)
 
@@ -66,12 +67,14 @@ def sample_history() -> list[Any]:
                           h.FailureDetails("KeyError", "k", None, None, True), False)
     return [
         h.ExecutionStarted(-1, T0, "flow", "inst-1", b'{"a": 1}', "1.0", "parent", 4,
-                           T0 + 5, {"env": "prod", "": "ü"}, "exec-1"),
+                           T0 + 5, {"env": "prod", "": "ü"}, "exec-1",
+                           "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
         h.OrchestratorStarted(-1, T0 + 10),
         h.TaskScheduled(0, T0 + 20, "activity", b"[1, 2]"),
         h.TimerCreated(1, T0 + 21, T0 + 60_000_000),
         h.EventSent(2, T0 + 22, "other", "ping", None),
-        h.SubOrchestrationInstanceCreated(3, T0 + 23, "child", "inst-2", b""),
+        h.SubOrchestrationInstanceCreated(3, T0 + 23, "child", "inst-2", b"", "2"),
+        h.PatchMarker(-1, T0 + 24, "send-receipt"),
         h.OrchestratorCompleted(-1, T0 + 30),
         h.TaskCompleted(-1, T0 + 40, 0, b'"ok"'),
         h.TaskFailed(-1, T0 + 41, 0, fd),

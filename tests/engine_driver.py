@@ -11,7 +11,8 @@ the real runtime follows (see CONTRACT section 1 / ``durable_core.engine``):
 - ``CreateTimer(id, fire_at)`` -> ``TimerFired(timer_id=id, fire_at=...)`` when the clock
   reaches ``fire_at``;
 - ``CreateSubOrchestration`` -> a child instance started with ``ExecutionStarted
-  (parent_instance_id, parent_task_id=id)``, then ``SubOrchestrationInstanceCompleted/Failed``;
+  (parent_instance_id, parent_task_id=id, version)``, then
+  ``SubOrchestrationInstanceCompleted/Failed``;
 - ``SendEvent`` -> recorded in ``sent`` (and delivered if the target is a known driver);
 - ``CompleteOrchestration`` ends the instance (CONTINUED_AS_NEW restarts it with a fresh
   history and the carryover events).
@@ -81,16 +82,17 @@ class Driver:
         self.children: dict[str, "Driver"] = {}
 
     # -- episodes ----------------------------------------------------------------------------
-    def start(self, name: str, input: Any = None) -> ExecutionResult:
-        """First episode: ``[OrchestratorStarted, ExecutionStarted(name, input)]``."""
+    def start(self, name: str, input: Any = None, version: Optional[str] = None) -> ExecutionResult:
+        """First episode: ``[OrchestratorStarted, ExecutionStarted(name, input, version)]``."""
         payload = self.executor.converter.serialize(input)
-        return self._start_raw(name, payload)
+        return self._start_raw(name, payload, version=version)
 
     def _start_raw(self, name: str, payload: Optional[bytes],
-                   carry: tuple[Any, ...] = ()) -> ExecutionResult:
+                   carry: tuple[Any, ...] = (), version: Optional[str] = None) -> ExecutionResult:
         self.name = name
+        self.version = version
         pid, ptask = self.parent if self.parent else (None, -1)
-        started = h.ExecutionStarted(-1, self.now, name, self.instance_id, payload,
+        started = h.ExecutionStarted(-1, self.now, name, self.instance_id, payload, version,
                                      parent_instance_id=pid, parent_task_id=ptask)
         self.history = []
         self.session = None
@@ -135,7 +137,7 @@ class Driver:
             self.executions += 1
             self.inbox.clear()
             self.timers.clear()
-            self._start_raw(self.name, comp.result, comp.carryover_events)
+            self._start_raw(self.name, comp.result, comp.carryover_events, self.version)
 
     def _run_activity(self, a: ScheduleTask) -> Any:
         conv = self.executor.converter
@@ -158,7 +160,7 @@ class Driver:
                        check_sticky=self.check_sticky, batch=self.batch,
                        parent=(self.instance_id, a.id))
         self.children[a.instance_id] = child
-        child._start_raw(a.name, a.input)
+        child._start_raw(a.name, a.input, version=a.version)
         child.run()
         c = child.completion
         if c is not None and c.status == OrchestrationStatus.COMPLETED:

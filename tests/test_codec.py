@@ -281,6 +281,18 @@ ENCODE_ERRORS = [
      "encode: item 0: ExecutionCompleted.status: expected int, got Color"),
     ([h.TimerFired(1, T0, T0, None)], TypeError,
      "encode: item 0: TimerFired.timer_id: expected int, got NoneType"),
+    ([h.ExecutionStarted(1, T0, "n", "i", trace_context=5)], TypeError,
+     "encode: item 0: ExecutionStarted.trace_context: expected str or None, got int"),
+    ([h.ExecutionStarted(1, T0, "n", "i", trace_context="\udc00")], ValueError,
+     "encode: item 0: ExecutionStarted.trace_context: str is not encodable as UTF-8 "
+     "(lone surrogate)"),
+    ([h.SubOrchestrationInstanceCreated(1, T0, "n", "i", None, b"2")], TypeError,
+     "encode: item 0: SubOrchestrationInstanceCreated.version: expected str or None, got bytes"),
+    ([h.PatchMarker(-1, T0, None)], TypeError,
+     "encode: item 0: PatchMarker.patch_id: expected str, got NoneType"),
+    ([tuple.__new__(h.ExecutionStarted, (1, T0, "n", "i", None, None, None, -1, None, None,
+                                         None))], TypeError,
+     "encode: item 0: ExecutionStarted has 11 fields, expected 12"),
 ]
 
 
@@ -297,7 +309,7 @@ def test_encode_errors(c: Any, events: list[Any], exc: type, message: str) -> No
 @codec
 def test_encode_error_names_the_item(c: Any) -> None:
     events = sample_history() + [h.TaskScheduled(9, T0, 7, None)]
-    with pytest.raises(TypeError, match=r"^encode: item 18: TaskScheduled\.name: expected str"):
+    with pytest.raises(TypeError, match=r"^encode: item 19: TaskScheduled\.name: expected str"):
         c.encode(events)
 
 
@@ -368,7 +380,7 @@ def test_register_validates_classes(core: Any) -> None:
     with pytest.raises(TypeError):
         core(swapped, h.FailureDetails)
     with pytest.raises(TypeError):
-        core((int,) * 18, h.FailureDetails)
+        core((int,) * len(h.EVENT_CLASSES), h.FailureDetails)
     # a failed registration leaves the previous one in place
     core(h.EVENT_CLASSES, h.FailureDetails)
     events = sample_history()
@@ -402,3 +414,39 @@ def test_decoded_events_hash_like_the_originals(c: Any) -> None:
     assert set(out) == set(events)
     fd = out[-1].failure_details
     assert hash(fd) == hash(events[-1].failure_details)
+
+
+@codec
+def test_trailing_fields_at_their_defaults_are_not_written(c: Any) -> None:
+    """An event that leaves its later-added fields at None has the bytes it had before them."""
+    plain = h.ExecutionStarted(-1, T0, "flow", "i", None, "1", execution_id="e")
+    traced = plain._replace(trace_context="00-abc-def-01")
+    a, b = c.encode([plain]), c.encode([traced])
+    assert len(b) == len(a) + 1 + len("00-abc-def-01")  # one str field more, at the end
+    assert same(c.decode(a), [plain]) and same(c.decode(b), [traced])
+    sub = h.SubOrchestrationInstanceCreated(0, T0, "kid", "i:0000", b"1")
+    assert c.encode([sub]) == c.encode([sub._replace(version=None)])
+    assert same(c.decode(c.encode([sub._replace(version="")])), [sub._replace(version="")])
+    assert c.encode([sub._replace(version="")]) != c.encode([sub])  # "" is not None
+
+
+@codec
+def test_a_trailing_field_written_as_none_decodes(c: Any) -> None:
+    """A present-but-None trailing field (its 0 byte) is accepted; the encoder omits it."""
+    sub = h.SubOrchestrationInstanceCreated(0, T0, "kid", "i", None)
+    rec = c.encode_records([sub])
+    body = rec[1:-4] + b"\x00"  # one more byte: version present, None
+    framed = bytes([len(body)]) + body
+    framed += _masked(framed)
+    assert same(c.decode_records(framed), [sub])
+    assert c.encode_records(c.decode_records(framed)) == rec
+
+
+def test_trailing_fields_are_optional_with_default_none() -> None:
+    """The rule the format relies on, checked for every trailing field the schema lists."""
+    by_tag = {cls.EVENT_TYPE: cls for cls in h.EVENT_CLASSES}  # type: ignore[attr-defined]
+    assert _codec_py._TRAILING == {1: 11, 12: 5}
+    for tag, base in _codec_py._TRAILING.items():
+        cls = by_tag[tag]
+        for name in cls._fields[base:]:
+            assert cls._field_defaults[name] is None

@@ -157,12 +157,14 @@ def frame(body: bytes) -> bytes:
 
 
 GOOD = frame(bytes([0x87, 1, 0]))  # OrchestratorStarted(-1, 0), absolute
+# ExecutionStarted(-1, 0, "a", "b") up to execution_id, as records were before trace_context
+STARTED = bytes([0x81, 1, 0, 2, 0x61, 2, 0x62, 0, 0, 0, 1, 0, 0, 0])
 E = "record at offset 4: "
 S = "record at offset 12: "  # after GOOD (8 bytes)
 
 FIELD_CASES = [
     (frame(bytes([0x80, 0, 0])), E + "unknown event type 0"),
-    (frame(bytes([0x93, 0, 0])), E + "unknown event type 19"),
+    (frame(bytes([0x94, 0, 0])), E + "unknown event type 20"),
     (frame(bytes([0xC7, 0, 0])), E + "unknown event type 71"),
     (frame(bytes([0x07, 0, 0])), E + "relative timestamp without a preceding record"),
     (frame(bytes([0x87, 1, 0, 0])), E + "1 trailing bytes in the record"),
@@ -197,6 +199,23 @@ FIELD_CASES = [
     (frame(bytes([0x81, 1, 0, 2, 0x61, 2, 0x62, 0, 0, 0, 1, 0, 2, 1, 1, 0])), None),
     (frame(bytes([0x81, 1, 0, 2, 0x61, 2, 0x62, 0, 0, 0, 1, 2, 0, 0])),
      E + "bad presence flag in ExecutionStarted.scheduled_start_time"),
+    # trailing fields: a record may end before them, not inside them or before the others
+    (frame(STARTED), None),
+    (frame(STARTED + bytes([2, 0x74])), None),
+    (frame(STARTED + bytes([0])), None),  # present as None
+    (frame(STARTED + bytes([5, 0x74])),
+     E + "ExecutionStarted.trace_context runs past the end of the record"),
+    (frame(STARTED + bytes([2, 0xFF])), E + "invalid UTF-8 in ExecutionStarted.trace_context"),
+    (frame(STARTED + bytes([2, 0x74, 0])), E + "1 trailing bytes in the record"),
+    (frame(STARTED[:-1]), E + "ExecutionStarted.execution_id runs past the end of the record"),
+    (frame(bytes([0x8C, 1, 0, 2, 0x61, 2, 0x62, 0])), None),
+    (frame(bytes([0x8C, 1, 0, 2, 0x61, 2, 0x62, 0, 2, 0x32])), None),
+    (frame(bytes([0x8C, 1, 0, 2, 0x61, 2, 0x62, 0, 1, 0x32])), E + "1 trailing bytes in the record"),
+    (frame(bytes([0x8C, 1, 0, 2, 0x61, 2, 0x62])),
+     E + "SubOrchestrationInstanceCreated.input runs past the end of the record"),
+    (frame(bytes([0x93, 1, 0, 2, 0x70])), None),
+    (frame(bytes([0x93, 1, 0])), E + "PatchMarker.patch_id runs past the end of the record"),
+    (frame(bytes([0x93, 1, 0, 0])), E + "missing required PatchMarker.patch_id"),
     (b"\x00" + b"\x00" * 8, E + "bad record length 0"),
     (varint(2**31) + b"\x00" * 8, E + "bad record length 2147483648"),
     (b"\xff" * 10 + b"\x00", E + "bad record length varint"),
@@ -295,8 +314,8 @@ def test_twin_is_checked() -> None:
 @needs_c
 @settings(max_examples=150, deadline=None)
 @given(bodies=st.lists(st.binary(min_size=1, max_size=40), min_size=1, max_size=4),
-       type_bytes=st.lists(st.one_of(st.integers(1, 18).map(lambda t: t | 0x80),
-                                     st.integers(1, 18), st.integers(0, 255)),
+       type_bytes=st.lists(st.one_of(st.integers(1, 19).map(lambda t: t | 0x80),
+                                     st.integers(1, 19), st.integers(0, 255)),
                            min_size=4, max_size=4))
 def test_c_and_twin_agree_on_checksummed_garbage(bodies: list[bytes], type_bytes: list[int]) -> None:
     """Records with a valid checksum but arbitrary fields reach the field parsers."""

@@ -51,6 +51,9 @@ op = st.one_of(
     st.tuples(st.just("can"), st.booleans()),
     st.tuples(st.just("raise"), st.integers(0, 9)),
     st.tuples(st.just("exit"), st.integers(0, 9)),
+    st.tuples(st.just("patch"), st.sampled_from(["p1", "p2"])),
+    st.tuples(st.just("deprecate"), st.sampled_from(["p1", "p2"])),
+    st.tuples(st.just("subv"), st.integers(0, 5), st.sampled_from([None, "v2"])),
 )
 program = st.lists(op, max_size=10)
 # external events; "!suspend", "!resume" and "!terminate" stand for those control events
@@ -86,6 +89,16 @@ def interpret(ctx: Any, arg: Any) -> Any:
                 out.append((yield ctx.wait_for_external_event(o[1], timeout=timeout)))
             elif kind == "sub":
                 out.append((yield ctx.call_sub_orchestrator("child", input=[o[1], o[2]])))
+            elif kind == "patch":  # the patched path calls an activity more
+                if ctx.is_patched(o[1]):
+                    out.append((yield ctx.call_activity("act", input=[len(out), False])))
+                else:
+                    out.append("unpatched")
+            elif kind == "deprecate":
+                ctx.deprecate_patch(o[1])
+                out.append((yield ctx.call_activity("act", input=[len(out), False])))
+            elif kind == "subv":
+                out.append((yield ctx.call_sub_orchestrator("vchild", input=o[1], version=o[2])))
             elif kind == "status":
                 ctx.set_custom_status(o[1])
             elif kind == "send":
@@ -143,8 +156,13 @@ def child(ctx: Any, arg: Any) -> Any:
     return v
 
 
+def vchild(ctx: Any, arg: Any) -> Any:
+    return [arg, ctx.version]
+
+
 def make_registry() -> dc.Registry:
     reg = dc.Registry()
+    reg.add_orchestrator(vchild)
     reg.add_orchestrator(interpret, name="prog")
     reg.add_orchestrator(ainterpret, name="aprog")
     reg.add_orchestrator(child)
@@ -171,10 +189,10 @@ def activities() -> dict[str, Any]:
 
 
 def run(core: Any, prog: list[Any], evs: list[Any], batch: bool, early: int,
-        name: str = "prog") -> Driver:
+        name: str = "prog", version: Any = None) -> Driver:
     d = Driver(OrchestrationExecutor(make_registry(), implementation=core), activities(),
                batch=batch)
-    d.start(name, {"prog": prog, "gen": 0})
+    d.start(name, {"prog": prog, "gen": 0}, version=version)
     pending = list(evs)
 
     def deliver(name: str, v: int) -> None:
@@ -201,11 +219,11 @@ def run(core: Any, prog: list[Any], evs: list[Any], batch: bool, early: int,
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(prog=program, evs=events, batch=st.booleans(), early=st.integers(0, 3),
-       name=st.sampled_from(["prog", "aprog"]))
+       name=st.sampled_from(["prog", "aprog"]), version=st.sampled_from([None, "1"]))
 def test_c_and_twin_agree(prog: list[Any], evs: list[Any], batch: bool, early: int,
-                          name: str) -> None:
-    dc_ = run(CORES["c"], prog, evs, batch, early, name)
-    dp = run(CORES["py"], prog, evs, batch, early, name)
+                          name: str, version: Any) -> None:
+    dc_ = run(CORES["c"], prog, evs, batch, early, name, version)
+    dp = run(CORES["py"], prog, evs, batch, early, name, version)
     event(f"status {dp.status!s}, executions {dp.executions + 1}")
     assert dc_.history == dp.history  # stack traces included: both start in user code
     assert dc_.completion == dp.completion
@@ -241,7 +259,7 @@ def test_changed_code_replays_alike(prog: list[Any], evs: list[Any], data: st.Da
                      len(new))]
     new = [e for e in new if type(e) not in (h.TaskScheduled, h.TimerCreated, h.EventSent,
                                               h.SubOrchestrationInstanceCreated,
-                                              h.ExecutionCompleted)]
+                                              h.ExecutionCompleted, h.PatchMarker)]
     changed = mutate(prog, data)
     # swap the program: the ExecutionStarted input now holds the changed code
     conv = dc.JsonDataConverter()
@@ -257,7 +275,7 @@ def test_changed_code_replays_alike(prog: list[Any], evs: list[Any], data: st.Da
     for impl, core in CORES.items():
         ex = OrchestrationExecutor(make_registry(), implementation=core)
         r = ex.execute("inst", old, new)
-        results[impl] = (r.actions, r.completion,
+        results[impl] = (r.actions, r.completion, r.new_history,
                          r.custom_status, r.is_suspended, r.session is None)
     assert results["c"] == results["py"]
 

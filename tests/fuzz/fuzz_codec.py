@@ -6,6 +6,9 @@ same message, offset and torn_tail. Any other exception, or a disagreement, is a
 When decoding succeeds the events are re-encoded by both, which must give the same bytes and
 decode back to the same events.
 
+Seeds cover every event type (PatchMarker too) and records with and without their trailing
+fields (fields added to an event later, which a record may end before).
+
 The first input byte picks a mode: even = the rest is decoded as it is; odd = the rest is cut
 into chunks that are wrapped as records with a valid length and checksum, so the fuzzer reaches
 the field parsers instead of stopping at the checksum.
@@ -119,9 +122,18 @@ def seeds() -> list[bytes]:
     hist = sample_history()
     out = [b"\x00" + C["encode"](hist), b"\x00" + C["encode"](activity_chain(3)),
            b"\x00" + C["encode"](hist[:3]) + C["encode_records"](hist[3:])]
-    for ev in hist:
+    # records with and without their trailing fields (added later), and a PatchMarker
+    extra = [h.ExecutionStarted(-1, 1, "n", "i"), h.ExecutionStarted(-1, 1, "n", "i",
+                                                                      trace_context="00-a-b-01"),
+             h.SubOrchestrationInstanceCreated(0, 2, "kid", "i:0", None),
+             h.SubOrchestrationInstanceCreated(0, 2, "kid", "i:0", b"1", "v2"),
+             h.PatchMarker(-1, 3, "patch")]
+    out.append(b"\x00" + C["encode"](extra))
+    for ev in hist + extra:
         rec = C["encode_records"]([ev])
         out.append(b"\x01" + bytes([len(rec) - 5]) + rec[1:-4])
+        # the same body with a present-but-None field appended
+        out.append(b"\x01" + bytes([len(rec) - 4]) + rec[1:-4] + b"\x00")
     return out
 
 
