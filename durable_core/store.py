@@ -259,14 +259,11 @@ class Store:
                        version: Optional[str], parent: Optional[tuple[str, int, str]],
                        start_at: Optional[int], tags: Optional[dict[str, str]],
                        trace_context: Optional[str], now: int) -> Any:
-        ev = h.ExecutionStarted(
+        return h.ExecutionStarted(
             -1, now, name, instance_id, input, version,
             parent[0] if parent else None, parent[1] if parent else -1,
-            start_at, dict(tags) if tags else None, eid,
+            start_at, dict(tags) if tags else None, eid, trace_context,
         )
-        if trace_context is not None and "trace_context" in h.ExecutionStarted._fields:
-            ev = ev._replace(trace_context=trace_context)
-        return ev
 
     def _send(self, instance_id: str, event: Any) -> None:
         validate_instance_id(instance_id)
@@ -562,10 +559,8 @@ class Store:
         except (TypeError, ValueError) as exc:
             w.messages.append(failure_message(type(exc).__name__, str(exc)))
             return
-        version = getattr(a, "version", None)  # (set by engines that record versions)
         new = self._new_instance(
-            a.instance_id, a.name, a.input, version=version if version is not None
-            else claim.version, now=now, start_at=None, tags=None, parent=(iid, a.id, eid),
+            a.instance_id, a.name, a.input, version=a.version, now=now, start_at=None, tags=None, parent=(iid, a.id, eid),
             trace_context=None, replace=TERMINAL_STATUSES,
             on_conflict=failure_message(
                 "OrchestrationAlreadyExistsError",

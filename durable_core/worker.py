@@ -486,8 +486,7 @@ class Worker:
 
     # -- orchestration steps ---------------------------------------------------------------
     def _worker_version(self, name: str) -> Optional[str]:
-        version_of = getattr(self.registry, "orchestrator_version", None)
-        v = version_of(name) if version_of is not None else None
+        v = self.registry.orchestrator_version(name)
         return v if v is not None else self.versioning.version
 
     def _version_check(self, it: WorkItem, now: int) -> Optional[StepWrite]:

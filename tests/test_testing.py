@@ -266,3 +266,77 @@ def test_cli_replay_gates_a_deploy_and_export_writes_files(tmp_path, capsys, mon
     assert p.returncode == 1 and "nondeterministic" in p.stdout, p.stdout + p.stderr
     assert main(["export", "nope", "--store", url]) == 1
     assert main(["replay", "flows_v1:reg", "--store", f"sqlite:///{tmp_path / 'missing.db'}"]) == 3
+
+
+# -- a real redeploy with a patch ------------------------------------------------------------
+FLOWS_V2_PATCHED = FLOWS_V1.replace(
+    '    a = yield ctx.call_activity("inc", input=n)',
+    '    if ctx.is_patched("check-input"):\n'
+    '        n = yield ctx.call_activity("check", input=n)\n'
+    '    a = yield ctx.call_activity("inc", input=n)',
+) + 'reg.add_activity(lambda ctx, x: x * 100, "check")\n'
+
+
+def _worker(tmp_path, module, url):
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "durable_core", "worker", f"{module}:reg",
+                             "--store", url], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+
+
+def _stop(p):
+    import signal
+
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+
+
+def test_a_patch_across_a_real_redeploy(tmp_path):
+    """Instances started on v1 finish on the old branch after the worker restarts on v2; new
+    ones take the new branch. The unpatched v2 is caught by ``durable-core replay`` first."""
+    import subprocess
+    import sys
+
+    (tmp_path / "flows_v1.py").write_text(FLOWS_V1)
+    (tmp_path / "flows_v2.py").write_text(FLOWS_V2_UNPATCHED)
+    (tmp_path / "flows_v2p.py").write_text(FLOWS_V2_PATCHED)
+    url = f"sqlite:///{tmp_path / 'deploy.db'}"
+    with dc.Client(url) as c:
+        old = [c.schedule_new_orchestration("flow", input=i, instance_id=f"old-{i}") for i in range(3)]
+        w = _worker(tmp_path, "flows_v1", url)
+        try:
+            deadline = time.monotonic() + 30
+            while any(len(c.get_orchestration_history(i)) < 7 for i in old):
+                assert time.monotonic() < deadline and w.poll() is None
+                time.sleep(0.05)
+        finally:
+            _stop(w)
+        # before the restart: the unpatched change breaks every waiting instance, the patched one none
+        def gate(module):
+            return subprocess.run([sys.executable, "-m", "durable_core", "replay", f"{module}:reg",
+                                   "--store", url], capture_output=True, text=True, cwd=tmp_path,
+                                  timeout=60)
+        bad = gate("flows_v2")
+        assert bad.returncode == 1 and bad.stdout.count("nondeterministic") >= 1, bad.stdout
+        good = gate("flows_v2p")
+        assert good.returncode == 0, good.stdout + good.stderr
+        w = _worker(tmp_path, "flows_v2p", url)
+        try:
+            new = c.schedule_new_orchestration("flow", input=1, instance_id="new-1")
+            c.wait_for_orchestration_start(new, timeout=30)
+            deadline = time.monotonic() + 30
+            while len(c.get_orchestration_history(new)) < 9:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            for iid in old + [new]:
+                c.raise_orchestration_event(iid, "go")
+            outs = {iid: c.wait_for_orchestration_completion(iid, timeout=30).output for iid in old + [new]}
+        finally:
+            _stop(w)
+    assert outs == {"old-0": 2, "old-1": 3, "old-2": 4, "new-1": 102}  # old: n+2; new: 100n+2
+    with dc.Client(url) as c:
+        kinds = [type(e).__name__ for e in c.get_orchestration_history("new-1")]
+        assert "PatchMarker" in kinds
+        assert "PatchMarker" not in [type(e).__name__ for e in c.get_orchestration_history("old-0")]

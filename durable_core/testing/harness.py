@@ -80,12 +80,8 @@ def with_fakes(registry: Registry, activities: Mapping[str, Callable[..., Any]])
                        f"(known: {', '.join(registry.activity_names())})")
     out = Registry()
     for name in registry.orchestrator_names():
-        fn = registry.get_orchestrator(name)
-        version = getattr(registry, "orchestrator_version", lambda _n: None)(name)
-        if version is not None:
-            out.add_orchestrator(fn, name, version=version)  # type: ignore[call-arg, arg-type]
-        else:
-            out.add_orchestrator(fn, name)  # type: ignore[arg-type]
+        out.add_orchestrator(registry.get_orchestrator(name), name,  # type: ignore[arg-type]
+                             version=registry.orchestrator_version(name))
     for name in registry.activity_names():
         out.add_activity(activities.get(name) or registry.get_activity(name), name)  # type: ignore[arg-type]
     return out
