@@ -112,7 +112,8 @@ def backend_class(url: str) -> type[Backend]:
     except ImportError as exc:
         if scheme.startswith("postgres"):
             raise BackendNotAvailableError(
-                f"the PostgreSQL backend needs psycopg 3: pip install 'durable_core[postgres]' "
+                f"the PostgreSQL backend needs psycopg 3 and psycopg_pool: pip install "
+                "'durable_core[postgres]' "
                 f"({exc})"
             ) from exc
         raise

@@ -47,13 +47,9 @@ from . import sql, turn
 from .notify import DEBOUNCE, Listener, Outbox
 from .schema import MIGRATIONS, SCHEMA_VERSION, connect_error, incompatible, parse_url
 
-try:
-    import psycopg
-    import psycopg_pool
-except ImportError as _exc:  # pragma: no cover - exercised by a subprocess test
-    raise BackendNotAvailableError(
-        "the PostgreSQL backend needs psycopg 3 and psycopg_pool: "
-        f"pip install 'durable_core[postgres]' ({_exc})") from _exc
+# an ImportError here becomes BackendNotAvailableError (with the pip command) in open_backend
+import psycopg
+import psycopg_pool
 
 __all__ = ["PostgresBackend"]
 
