@@ -126,7 +126,6 @@ def write_steps(conn: Any, steps: Sequence[StepWrite], now: int) -> tuple[bool, 
         ex(sql.INSERT_TARGETED, msg_arrays(targeted))
     for new in news:
         ex(sql.CREATE, create_args(new))
-    ex(sql.UPDATE_INSTANCES, [now] + upd)
     if h_iid:
         ex(sql.APPEND_HISTORY, (h_iid, h_seq, h_data))
     if consumed:
@@ -138,6 +137,8 @@ def write_steps(conn: Any, steps: Sequence[StepWrite], now: int) -> tuple[bool, 
             [a.trace_context for a in acts]))
     if msgs:
         ex(sql.INSERT_INBOX, msg_arrays(msgs))
+    # last: the rows are written while the lease is still visibly held
+    ex(sql.UPDATE_INSTANCES, [now] + upd)
     return work, delayed
 
 
