@@ -433,7 +433,10 @@ class PostgresBackend(Backend):
                 raise
             return st, payload
 
-        st, sent = self._call(run, write=True)
+        try:
+            st, sent = self._call(run, write=True)
+        except psycopg.errors.UniqueViolation:  # created meanwhile by another client
+            st, sent = self._call(run, write=True)
         if st is None:
             self._announce(sent, work, later, [new.instance_id])
             return None
@@ -621,7 +624,9 @@ class PostgresBackend(Backend):
                 return self._call(
                     lambda c: self._turn(c, owner, steps, outcomes, instance_limit,
                                          activity_limit), write=True)
-            except psycopg.errors.TransactionRollback:  # a deadlock: nothing was written
+            except (psycopg.errors.TransactionRollback, psycopg.errors.UniqueViolation):
+                # a deadlock, a lease lost mid-commit, a race for a new instance's id: nothing
+                # was written; the next try sees the new state (and refuses a lost step)
                 if attempt == 2:
                     raise
                 time.sleep(0.005 * (attempt + 1))
@@ -644,7 +649,7 @@ class PostgresBackend(Backend):
                     for s in steps:
                         (ok if held.get(s.instance_id) == (owner, s.fence) else refused).append(s)
                     if ok:
-                        w, delayed = turn.write_steps(c, ok, now)
+                        w, delayed = turn.write_steps(c, owner, ok, now)
                         work = work or w
                         changed = [s.instance_id for s in ok]
                 if outcomes:

@@ -14,7 +14,8 @@ Tables, all in the task hub's schema (its name comes from the URL's ``?schema=``
 - ``history`` -- appended codec-record chunks, keyed by (instance, index of the first event).
 - ``inbox`` -- new events with ``visible_at``; the claim walks ``inbox_visible`` (only rows
   due now, however many finished instances the store holds), then each claimed instance's rows
-  by ``inbox_instance``.
+  by ``inbox_instance`` (instance, id), which also finds rows to consume (no primary key: one
+  index fewer to write per event).
 - ``activities`` -- the activity queue, leased like instances; ``queued_at`` for backlog age.
 - ``workers`` -- live workers (host, pid, heartbeat), so a restarted worker releases a dead
   one's leases at once.
@@ -95,7 +96,7 @@ CREATE TABLE history (
     PRIMARY KEY (instance_id, seq)
 );
 CREATE TABLE inbox (
-    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id bigint GENERATED ALWAYS AS IDENTITY,
     instance_id text NOT NULL,
     execution_id text,
     kind smallint NOT NULL,
@@ -103,7 +104,7 @@ CREATE TABLE inbox (
     event bytea NOT NULL
 );
 CREATE INDEX inbox_visible ON inbox (visible_at);
-CREATE INDEX inbox_instance ON inbox (instance_id);
+CREATE INDEX inbox_instance ON inbox (instance_id, id);
 CREATE TABLE activities (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     instance_id text NOT NULL,
@@ -135,13 +136,16 @@ CREATE FUNCTION create_instance(
 DECLARE
     st smallint;
 BEGIN
-    INSERT INTO instances (instance_id, execution_id, name, version, status, parent_instance_id,
-        parent_task_id, parent_execution_id, created_at, last_updated_at, scheduled_start_at,
-        input, tags)
-    VALUES (p_id, p_eid, p_name, p_version, {_PENDING}, p_parent, p_parent_task, p_parent_eid, p_created,
-        p_created, p_sched, p_input, p_tags)
-    ON CONFLICT (instance_id) DO NOTHING;
+    -- a plain insert when the id is free (ON CONFLICT would log a speculative insertion);
+    -- two creators racing for one id: the loser gets unique_violation and tries again
+    PERFORM 1 FROM instances WHERE instance_id = p_id;
     IF NOT FOUND THEN
+        INSERT INTO instances (instance_id, execution_id, name, version, status,
+            parent_instance_id, parent_task_id, parent_execution_id, created_at,
+            last_updated_at, scheduled_start_at, input, tags)
+        VALUES (p_id, p_eid, p_name, p_version, {_PENDING}, p_parent, p_parent_task,
+            p_parent_eid, p_created, p_created, p_sched, p_input, p_tags);
+    ELSE
         SELECT status INTO st FROM instances WHERE instance_id = p_id FOR UPDATE;
         IF st IS NULL OR NOT (st = ANY (p_replace)) THEN
             IF p_conf_iid IS NOT NULL THEN
@@ -165,6 +169,18 @@ BEGIN
     INSERT INTO inbox (instance_id, execution_id, kind, visible_at, event)
     VALUES (p_id, p_start_eid, p_start_kind, p_start_vis, p_start_ev);
     RETURN NULL;
+END
+$$;
+-- the end of a turn's step writes: every step's lease was still held when its instance row
+-- was written, or the whole turn is rolled back (and tried again, refusing that step)
+CREATE FUNCTION check_fences(written bigint, expected integer) RETURNS integer
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF written <> expected THEN
+        RAISE EXCEPTION 'a lease was lost while its step was being committed'
+            USING ERRCODE = 'serialization_failure';
+    END IF;
+    RETURN written;
 END
 $$;
 """

@@ -45,16 +45,16 @@ WITH m AS MATERIALIZED (
 SELECT ok FROM m ORDER BY ord
 """
 
-# the fence check: the rows of the instances a turn's steps write, locked (in id order, so two
-# turns never deadlock on them) until the turn commits
+# the fence check, read without locking (a row lock is a WAL record): UPDATE_INSTANCES, last
+# in the turn, writes only rows whose lease is still the step's and fails the turn otherwise
 LOCK_STEPS = (
-    "SELECT instance_id, lock_owner, fence FROM instances WHERE instance_id = ANY(%s::text[]) "
-    "ORDER BY instance_id FOR UPDATE"
+    "SELECT instance_id, lock_owner, fence FROM instances WHERE instance_id = ANY(%s::text[])"
 )
 CLEAR_INBOX = "DELETE FROM inbox WHERE instance_id = ANY(%s::text[])"
 DEFER = (
-    "UPDATE inbox b SET visible_at = d.v FROM unnest(%s::bigint[], %s::bigint[]) AS d(id, v) "
-    "WHERE b.id = d.id"
+    "UPDATE inbox b SET visible_at = d.v "
+    "FROM unnest(%s::text[], %s::bigint[], %s::bigint[]) AS d(iid, id, v) "
+    "WHERE b.instance_id = d.iid AND b.id = d.id"
 )
 RESET_HISTORY = "DELETE FROM history WHERE instance_id = ANY(%s::text[])"
 CANCEL_ACTIVITIES = "DELETE FROM activities WHERE instance_id = ANY(%s::text[])"
@@ -62,7 +62,10 @@ APPEND_HISTORY = (
     "INSERT INTO history (instance_id, seq, data) "
     "SELECT * FROM unnest(%s::text[], %s::integer[], %s::bytea[])"
 )
-CONSUME = "DELETE FROM inbox WHERE id = ANY(%s::bigint[])"
+CONSUME = (
+    "DELETE FROM inbox b USING unnest(%s::text[], %s::bigint[]) AS d(iid, id) "
+    "WHERE b.instance_id = d.iid AND b.id = d.id"
+)
 QUEUE_ACTIVITIES = (
     "INSERT INTO activities (instance_id, execution_id, task_id, name, input, trace_context) "
     "SELECT * FROM unnest(%s::text[], %s::text[], %s::integer[], %s::text[], %s::bytea[], "
@@ -77,9 +80,10 @@ INSERT_TARGETED = (
     f"SELECT m.* FROM unnest({_MSG_ARRAYS}) AS m(iid, eid, kind, vis, ev) "
     "WHERE EXISTS (SELECT 1 FROM instances i WHERE i.instance_id = m.iid)"
 )
-# every step's instance row in one statement; the lease is released
+# every step's instance row in one statement, if its lease is still the step's (else the
+# turn fails: check_fences); the lease is released
 UPDATE_INSTANCES = """
-UPDATE instances i SET
+WITH upd AS (UPDATE instances i SET
     status = CASE WHEN u.touch THEN u.status ELSE i.status END,
     history_length = CASE WHEN u.touch THEN u.hlen ELSE i.history_length END,
     last_updated_at = CASE WHEN u.touch THEN %s ELSE i.last_updated_at END,
@@ -91,9 +95,13 @@ UPDATE instances i SET
     scheduled_start_at = CASE WHEN u.new_eid IS NOT NULL THEN NULL ELSE i.scheduled_start_at END,
     lock_owner = NULL, lock_expires = 0
 FROM unnest(%s::text[], %s::boolean[], %s::smallint[], %s::integer[], %s::boolean[],
-            %s::bytea[], %s::boolean[], %s::bytea[], %s::text[], %s::text[], %s::bytea[])
-    AS u(iid, touch, status, hlen, set_cs, cs, set_res, output, failure, new_eid, new_input)
-WHERE i.instance_id = u.iid
+            %s::bytea[], %s::boolean[], %s::bytea[], %s::text[], %s::text[], %s::bytea[],
+            %s::bigint[])
+    AS u(iid, touch, status, hlen, set_cs, cs, set_res, output, failure, new_eid, new_input,
+         fence)
+WHERE i.instance_id = u.iid AND i.lock_owner = %s AND i.fence = u.fence
+RETURNING 1)
+SELECT check_fences((SELECT count(*) FROM upd), %s)
 """
 # activity outcomes: delivered only for activities the owner still holds
 OUTCOMES = f"""

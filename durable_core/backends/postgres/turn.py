@@ -52,11 +52,13 @@ def create_args(new: Any) -> tuple[Any, ...]:
     )
 
 
-def write_steps(conn: Any, steps: Sequence[StepWrite], now: int) -> tuple[bool, Optional[int]]:
+def write_steps(conn: Any, owner: str, steps: Sequence[StepWrite],
+                now: int) -> tuple[bool, Optional[int]]:
     """Send the writes of ``steps`` (fences checked) down the pipeline.
 
     Returns (work due now added, earliest later due time)."""
     clear: list[str] = []
+    defer_iids: list[str] = []
     defer_ids: list[int] = []
     defer_vis: list[int] = []
     reset: list[str] = []
@@ -64,20 +66,23 @@ def write_steps(conn: Any, steps: Sequence[StepWrite], now: int) -> tuple[bool, 
     h_iid: list[str] = []
     h_seq: list[int] = []
     h_data: list[bytes] = []
+    c_iids: list[str] = []
     consumed: list[int] = []
     acts: list[Any] = []
     msgs: list[Any] = []
     targeted: list[Any] = []
     news: list[Any] = []
-    upd: list[list[Any]] = [[] for _ in range(11)]
+    upd: list[list[Any]] = [[] for _ in range(12)]
     work = False
     delayed: Optional[int] = None
     for s in steps:
         iid = s.instance_id
         consumed.extend(s.consumed)
+        c_iids.extend([iid] * len(s.consumed))
         if s.clear_inbox:
             clear.append(iid)
         for rid, vis in s.deferrals:
+            defer_iids.append(iid)
             defer_ids.append(rid)
             defer_vis.append(vis)
         if s.reset_history:
@@ -95,7 +100,8 @@ def write_steps(conn: Any, steps: Sequence[StepWrite], now: int) -> tuple[bool, 
                (0 if s.reset_history else s.history_base) + s.history_added,
                s.set_custom_status, s.custom_status if s.set_custom_status else None,
                s.set_result, s.output if s.set_result else None, failure,
-               s.new_execution_id, s.new_input if s.new_execution_id is not None else None)
+               s.new_execution_id, s.new_input if s.new_execution_id is not None else None,
+               s.fence)
         for col, v in zip(upd, row):
             col.append(v)
         acts.extend(s.activities)
@@ -117,7 +123,7 @@ def write_steps(conn: Any, steps: Sequence[StepWrite], now: int) -> tuple[bool, 
     if clear:
         ex(sql.CLEAR_INBOX, (clear,))
     if defer_ids:
-        ex(sql.DEFER, (defer_ids, defer_vis))
+        ex(sql.DEFER, (defer_iids, defer_ids, defer_vis))
     if reset:
         ex(sql.RESET_HISTORY, (reset,))
     if cancel:
@@ -129,7 +135,7 @@ def write_steps(conn: Any, steps: Sequence[StepWrite], now: int) -> tuple[bool, 
     if h_iid:
         ex(sql.APPEND_HISTORY, (h_iid, h_seq, h_data))
     if consumed:
-        ex(sql.CONSUME, (consumed,))
+        ex(sql.CONSUME, (c_iids, consumed))
     if acts:
         ex(sql.QUEUE_ACTIVITIES, (
             [a.instance_id for a in acts], [a.execution_id for a in acts],
@@ -138,7 +144,7 @@ def write_steps(conn: Any, steps: Sequence[StepWrite], now: int) -> tuple[bool, 
     if msgs:
         ex(sql.INSERT_INBOX, msg_arrays(msgs))
     # last: the rows are written while the lease is still visibly held
-    ex(sql.UPDATE_INSTANCES, [now] + upd)
+    ex(sql.UPDATE_INSTANCES, [now] + upd + [owner, len(set(upd[0]))])
     return work, delayed
 
 
