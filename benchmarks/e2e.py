@@ -344,6 +344,29 @@ def _pg_wal_bytes(dsn: str, a: str, b: str) -> int:
         return int(c.execute("SELECT pg_wal_lsn_diff(%s, %s)", (b, a)).fetchone()[0])
 
 
+def _pg_server_cpu() -> Optional[float]:
+    """CPU seconds used so far by the local PostgreSQL server's processes (None: not local,
+    or /proc unreadable). Includes whatever else the server does meanwhile."""
+    total = 0
+    found = False
+    try:
+        pids = [d for d in os.listdir("/proc") if d.isdigit()]
+    except OSError:
+        return None
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        comm = st[st.find("(") + 1:st.rfind(")")]
+        if comm.startswith("postgres"):
+            fields = st[st.rfind(")") + 2:].split()
+            total += int(fields[11]) + int(fields[12])
+            found = True
+    return total / os.sysconf("SC_CLK_TCK") if found else None
+
+
 def _pg_via(dsn: str, port: Optional[int]) -> str:
     """``dsn`` pointing at the proxy on ``port`` (unchanged for None); no TLS, so the proxy
     can read the protocol."""
@@ -427,6 +450,7 @@ def _pg_ours(dsn: str, workers: int, n: int, counter: Optional[_WireCounter],
         else:
             spawn_workers()
             wal0 = _pg_wal(dsn)
+            cpu0 = _pg_server_cpu()
             s0 = counter.snapshot() if counter else (0, 0)
             row["client"] = client()
             wait_done()
@@ -439,6 +463,9 @@ def _pg_ours(dsn: str, workers: int, n: int, counter: Optional[_WireCounter],
                 row["statements"] = (s1[0] - s0[0]) / n
                 row["round_trips"] = (s1[1] - s0[1]) / n
             row["wal"] = _pg_wal_bytes(dsn, wal0, _pg_wal(dsn)) / n
+            cpu1 = _pg_server_cpu()
+            if cpu0 is not None and cpu1 is not None:
+                row["server_cpu_us"] = (cpu1 - cpu0) / n * 1e6
     finally:
         for p in procs:
             p.send_signal(signal.SIGINT)
@@ -504,6 +531,7 @@ def _pg_dbos(dsn: str, n: int, counter: Optional[_WireCounter]) -> dict[str, Any
         if p.stdout.readline().strip() != "READY":
             raise RuntimeError(f"DBOS did not start: {p.communicate(timeout=30)[1][-400:]}")
         wal0 = _pg_wal(dsn)
+        cpu0 = _pg_server_cpu()
         s0 = counter.snapshot() if counter else (0, 0)
         p.stdin.write("\n")
         p.stdin.flush()
@@ -512,6 +540,9 @@ def _pg_dbos(dsn: str, n: int, counter: Optional[_WireCounter]) -> dict[str, Any
         time.sleep(0.3)
         s1 = counter.snapshot() if counter else (0, 0)
         row["wal"] = _pg_wal_bytes(dsn, wal0, _pg_wal(dsn)) / n
+        cpu1 = _pg_server_cpu()
+        if cpu0 is not None and cpu1 is not None:
+            row["server_cpu_us"] = (cpu1 - cpu0) / n * 1e6
         if counter:
             row["statements"] = (s1[0] - s0[0]) / n
             row["round_trips"] = (s1[1] - s0[1]) / n
@@ -576,7 +607,8 @@ def run_postgres(dsn: str, n: int, dbos_n: int, counted_n: int) -> None:
         print(f"{title:<26} {r['n']:>6} {_fmt(r.get('e2e')):>9} {_fmt(r.get('worker')):>9} "
               f"{_fmt(r.get('client')):>9}")
     print(f"\nper orchestration (through the counting proxy; N={counted_n}, DBOS N={dbos_n})")
-    hdr = f"{'runtime':<26} {'statements':>11} {'round trips':>12} {'WAL bytes':>10} {'e2e/s':>8}"
+    hdr = (f"{'runtime':<26} {'statements':>11} {'round trips':>12} {'WAL bytes':>10} "
+           f"{'server CPU us':>14} {'e2e/s':>8}")
     print(hdr)
     print("-" * len(hdr))
     for title, r in costs:
@@ -585,7 +617,7 @@ def run_postgres(dsn: str, n: int, dbos_n: int, counted_n: int) -> None:
             continue
         print(f"{title:<26} {_fmt(r.get('statements'), '.1f'):>11} "
               f"{_fmt(r.get('round_trips'), '.2f'):>12} {_fmt(r.get('wal'), ',.0f'):>10} "
-              f"{_fmt(r.get('e2e')):>8}")
+              f"{_fmt(r.get('server_cpu_us'), ',.0f'):>14} {_fmt(r.get('e2e')):>8}")
     ours = {t: r for t, r in rows if isinstance(r, dict)}
     one, two = ours.get("durable_core, 1 worker"), ours.get("durable_core, 2 workers")
     db = ours.get("DBOS (1 process)")
