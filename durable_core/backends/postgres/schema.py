@@ -51,7 +51,9 @@ __all__ = [
 
 DEFAULT_SCHEMA = "durable_core"
 #: the server's clock in microseconds, fixed for the statement
-NOW = "(extract(epoch from statement_timestamp()) * 1000000)::bigint"
+NOW_EXPR = "(extract(epoch from statement_timestamp()) * 1000000)::bigint"
+#: the same as a scalar subquery: computed once per statement (an InitPlan), not once per row
+NOW = f"(SELECT {NOW_EXPR})"
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 #: connection parameters passed through to libpq from the URL's query string
@@ -113,7 +115,7 @@ CREATE TABLE activities (
     name text NOT NULL,
     input bytea,
     trace_context text,
-    queued_at bigint NOT NULL DEFAULT {NOW},
+    queued_at bigint NOT NULL DEFAULT {NOW_EXPR},
     lock_owner text,
     lock_expires bigint NOT NULL DEFAULT 0,
     attempt integer NOT NULL DEFAULT 0

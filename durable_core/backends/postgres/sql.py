@@ -115,35 +115,40 @@ JOIN done ON done.id = m.aid
 """
 
 # The claim, in one statement. ``cand``: the instances of the first ``scan`` visible inbox
-# rows (by the inbox_visible index: only rows due now are read, however many finished
-# instances the table holds). ``locked``: up to ``limit`` of them whose lease is free, oldest
-# first, locked with SKIP LOCKED (a row another worker is claiming is passed over, never
-# waited for). A row locked here may have been changed after this statement's snapshot was
-# taken (another worker committed a step and released it meanwhile); its inbox rows as this
-# snapshot sees them would then be stale, so only rows whose version (xmin) is the one in the
-# snapshot are claimed -- the others wait for the next turn. ``upd`` takes the lease and
-# increments the fence; the result is the claimed instances with their visible inbox rows.
+# rows of instances nobody holds (by the inbox_visible index: only rows due now are read,
+# however many finished instances the table holds; rows of leased instances are passed over
+# with a key lookup each, so a busy instance's backlog cannot fill the window), the ``limit``
+# oldest. ``locked``: those whose lease is still free, locked with SKIP LOCKED (a row another
+# worker is claiming is passed over, never waited for). A row locked here may have been
+# changed after this statement's snapshot was taken (another worker committed a step and
+# released it meanwhile); its inbox rows as this snapshot sees them would then be stale, so
+# only rows whose version (xmin) is the one in the snapshot are claimed -- the others wait for
+# the next turn. ``upd`` takes the lease and increments the fence; the result is the claimed
+# instances with their visible inbox rows.
 CLAIM_INSTANCES = f"""
 WITH cand AS (
-    SELECT instance_id, min(visible_at) AS first FROM (
-        SELECT instance_id, visible_at FROM inbox WHERE visible_at <= {NOW}
-        ORDER BY visible_at LIMIT %(scan)s) AS s
+    SELECT instance_id, min(visible_at) AS first, min(x::text)::xid AS x FROM (
+        SELECT b.instance_id, b.visible_at, i.x
+        FROM inbox b CROSS JOIN LATERAL (
+            -- OFFSET 0 keeps this a per-row key lookup, so the scan stops at the limit
+            SELECT i.xmin AS x FROM instances i
+            WHERE i.instance_id = b.instance_id AND i.lock_expires < {NOW} OFFSET 0) AS i
+        WHERE b.visible_at <= {NOW}
+        ORDER BY b.visible_at LIMIT %(scan)s) AS s
     GROUP BY instance_id
-), snap AS MATERIALIZED (
-    SELECT i.instance_id, i.xmin AS x FROM instances i JOIN cand c USING (instance_id)
+    ORDER BY first, instance_id LIMIT %(limit)s
 ), locked AS MATERIALIZED (
-    SELECT i.instance_id, i.xmin AS x, c.first FROM instances i JOIN cand c USING (instance_id)
-    WHERE i.lock_expires < {NOW}
-    ORDER BY c.first, i.instance_id LIMIT %(limit)s
-    FOR UPDATE OF i SKIP LOCKED
+    SELECT i.instance_id, i.xmin AS x FROM instances i
+    WHERE i.instance_id = ANY (ARRAY(SELECT instance_id FROM cand)) AND i.lock_expires < {NOW}
+    FOR UPDATE SKIP LOCKED
 ), upd AS (
     UPDATE instances i
     SET lock_owner = %(owner)s, lock_expires = {NOW} + %(lease)s, fence = i.fence + 1
-    FROM locked l JOIN snap s ON s.instance_id = l.instance_id AND s.x = l.x
+    FROM locked l JOIN cand c ON c.instance_id = l.instance_id AND c.x = l.x
     WHERE i.instance_id = l.instance_id
     RETURNING i.instance_id, i.execution_id, i.name, i.status, i.history_length, i.fence,
         i.parent_instance_id, i.parent_task_id, i.parent_execution_id, i.version,
-        i.scheduled_start_at, i.custom_status IS NOT NULL AS has_cs, l.first
+        i.scheduled_start_at, i.custom_status IS NOT NULL AS has_cs, c.first
 )
 SELECT u.*, b.id, b.kind, b.visible_at, b.event, b.execution_id
 FROM upd u JOIN inbox b ON b.instance_id = u.instance_id AND b.visible_at <= {NOW}

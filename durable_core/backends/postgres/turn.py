@@ -158,7 +158,7 @@ def write_outcomes(conn: Any, owner: str, outcomes: Sequence[ActivityOutcome]) -
 def claim_instances(conn: Any, b: "PostgresBackend", owner: str, limit: int) -> Any:
     """Send the instance claim; returns its cursor (read it with :func:`claimed_instances`)."""
     return conn.execute(sql.CLAIM_INSTANCES, {
-        "scan": max(limit * 4, 256), "limit": limit, "owner": owner, "lease": b._lease_us})
+        "scan": max(limit * 3, 64), "limit": limit, "owner": owner, "lease": b._lease_us})
 
 
 def claimed_instances(cur: Any) -> list[ClaimedInstance]:
