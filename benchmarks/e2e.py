@@ -379,17 +379,30 @@ def _pg_via(dsn: str, port: Optional[int]) -> str:
     return p._replace(query=q).geturl()
 
 
-def _pg_start_client(url: str, n: int, threads: int = 8) -> float:
-    """The client process's work: start ``n`` one-activity orchestrations; returns starts/s."""
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a live process has used (0 when unreadable)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            st = f.read()
+    except OSError:
+        return 0.0
+    fields = st[st.rfind(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _pg_start_client(url: str, n: int, threads: int = 8) -> list[float]:
+    """The client process's work: start ``n`` one-activity orchestrations; returns
+    [starts/s, this process's CPU seconds]."""
     import concurrent.futures
 
     import durable_core as dc
 
     with dc.Client(url) as c:
         t0 = time.perf_counter()
+        c0 = time.process_time()
         with concurrent.futures.ThreadPoolExecutor(threads) as ex:
             list(ex.map(lambda i: c.schedule_new_orchestration("one", input=i), range(n)))
-        return n / (time.perf_counter() - t0)
+        return [n / (time.perf_counter() - t0), time.process_time() - c0]
 
 
 def _pg_ours(dsn: str, workers: int, n: int, counter: Optional[_WireCounter],
@@ -408,12 +421,15 @@ def _pg_ours(dsn: str, workers: int, n: int, counter: Optional[_WireCounter],
     row: dict[str, Any] = {"n": n}
 
     def client() -> float:
+        """Run the client process; returns its starts/s (its CPU goes to row["client_cpu"])."""
         out = subprocess.run(
             [sys.executable, os.path.abspath(__file__), "--child", "pg-client", "--pg-url", url,
              "--n", str(n)], env=env, capture_output=True, text=True, timeout=600)
         for line in out.stdout.splitlines():
             if line.startswith("RESULT "):
-                return float(json.loads(line[7:]))
+                rate, cpu = json.loads(line[7:])
+                row["client_cpu_us"] = cpu / n * 1e6
+                return float(rate)
         raise RuntimeError(f"client failed: {out.stderr[-500:]}")
 
     def spawn_workers() -> None:
@@ -449,6 +465,8 @@ def _pg_ours(dsn: str, workers: int, n: int, counter: Optional[_WireCounter],
             row["worker"] = n / max(1e-6, (hi - lo) / 1e6)
         else:
             spawn_workers()
+            time.sleep(0.5)  # past the workers' start-up (imports, first turns)
+            wcpu0 = sum(_proc_cpu(p.pid) for p in procs)
             wal0 = _pg_wal(dsn)
             cpu0 = _pg_server_cpu()
             s0 = counter.snapshot() if counter else (0, 0)
@@ -463,6 +481,7 @@ def _pg_ours(dsn: str, workers: int, n: int, counter: Optional[_WireCounter],
                 row["statements"] = (s1[0] - s0[0]) / n
                 row["round_trips"] = (s1[1] - s0[1]) / n
             row["wal"] = _pg_wal_bytes(dsn, wal0, _pg_wal(dsn)) / n
+            row["worker_cpu_us"] = (sum(_proc_cpu(p.pid) for p in procs) - wcpu0) / n * 1e6
             cpu1 = _pg_server_cpu()
             if cpu0 is not None and cpu1 is not None:
                 row["server_cpu_us"] = (cpu1 - cpu0) / n * 1e6
@@ -505,13 +524,15 @@ def _pg_dbos_child(url: str, schema: str, n: int) -> None:
         print("READY", flush=True)
         sys.stdin.readline()
         t0 = time.perf_counter()
+        c0 = time.process_time()
         hs = [DBOS.start_workflow(one, i) for i in range(n)]
         for i, hnd in enumerate(hs):
             assert hnd.get_result() == i + 1
         dt = time.perf_counter() - t0
+        cpu = time.process_time() - c0
         print("DONE", flush=True)
         sys.stdin.readline()
-        print("RESULT " + json.dumps(n / dt), flush=True)
+        print("RESULT " + json.dumps([n / dt, cpu]), flush=True)
     finally:
         DBOS.destroy()
 
@@ -549,7 +570,9 @@ def _pg_dbos(dsn: str, n: int, counter: Optional[_WireCounter]) -> dict[str, Any
         out, _ = p.communicate("\n", timeout=60)
         for line in out.splitlines():
             if line.startswith("RESULT "):
-                row["e2e"] = float(json.loads(line[7:]))
+                rate, cpu = json.loads(line[7:])
+                row["e2e"] = float(rate)
+                row["worker_cpu_us"] = cpu / n * 1e6  # one process: client and worker
     finally:
         if p.poll() is None:
             p.kill()
@@ -608,7 +631,7 @@ def run_postgres(dsn: str, n: int, dbos_n: int, counted_n: int) -> None:
               f"{_fmt(r.get('client')):>9}")
     print(f"\nper orchestration (through the counting proxy; N={counted_n}, DBOS N={dbos_n})")
     hdr = (f"{'runtime':<26} {'statements':>11} {'round trips':>12} {'WAL bytes':>10} "
-           f"{'server CPU us':>14} {'e2e/s':>8}")
+           f"{'server CPU us':>14} {'worker CPU us':>14} {'client CPU us':>14} {'e2e/s':>8}")
     print(hdr)
     print("-" * len(hdr))
     for title, r in costs:
@@ -617,7 +640,9 @@ def run_postgres(dsn: str, n: int, dbos_n: int, counted_n: int) -> None:
             continue
         print(f"{title:<26} {_fmt(r.get('statements'), '.1f'):>11} "
               f"{_fmt(r.get('round_trips'), '.2f'):>12} {_fmt(r.get('wal'), ',.0f'):>10} "
-              f"{_fmt(r.get('server_cpu_us'), ',.0f'):>14} {_fmt(r.get('e2e')):>8}")
+              f"{_fmt(r.get('server_cpu_us'), ',.0f'):>14} "
+              f"{_fmt(r.get('worker_cpu_us'), ',.0f'):>14} "
+              f"{_fmt(r.get('client_cpu_us'), ',.0f'):>14} {_fmt(r.get('e2e')):>8}")
     ours = {t: r for t, r in rows if isinstance(r, dict)}
     one, two = ours.get("durable_core, 1 worker"), ours.get("durable_core, 2 workers")
     db = ours.get("DBOS (1 process)")

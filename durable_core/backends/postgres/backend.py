@@ -159,6 +159,7 @@ class PostgresBackend(Backend):
         self._offset = 0
         self._pool: Any = None
         self._notify_conn: Any = None
+        self._checking = threading.Lock()
         self._outbox = Outbox(self._token, self._send_notify, notify_debounce)
         self._listener = Listener(self._connect, schema, self._hub, self._token,
                                   on_connect=self._measure_clock)
@@ -244,12 +245,15 @@ class PostgresBackend(Backend):
     def _pool_check(self) -> None:
         """A connection broke: have the pool test its idle ones (in the background)."""
         pool = self._pool
+        if self._checking.locked():
+            return  # one check at a time (an outage fails many calls at once)
 
         def check() -> None:
-            try:
-                pool.check()
-            except Exception:  # noqa: BLE001
-                pass
+            with self._checking:
+                try:
+                    pool.check()
+                except Exception:  # noqa: BLE001
+                    pass
 
         threading.Thread(target=check, daemon=True, name="durable_core pg check").start()
 
