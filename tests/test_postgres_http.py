@@ -97,3 +97,21 @@ def test_client_sample_and_worker_processes_on_postgres(pg_schema: str) -> None:
         out_w = stop(w)
         stop(api)
     assert "worker running" in out_w
+
+
+async def test_the_in_process_worker_runs_on_its_own_thread_on_a_networked_store(
+        pg_schema: str) -> None:
+    """runtime_lifespan on PostgreSQL: the worker's turns wait on the network, so by default
+    they run on the worker's own thread and loop, never on the server's."""
+    import threading
+
+    from fastapi import FastAPI
+
+    from durable_core.fastapi import runtime_lifespan
+
+    app = FastAPI()
+    async with runtime_lifespan(hub_url(pg_schema), stop_grace=0.5)(app):
+        assert app.state.durable_runtime._mode == "thread"
+        assert any(t.name == "durable_core worker" for t in threading.enumerate())
+        st = await app.state.durable_client.get_orchestration_state("nope")
+        assert st is None

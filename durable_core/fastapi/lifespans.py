@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Optional
 
 from fastapi import FastAPI
 
@@ -22,7 +22,7 @@ def runtime_lifespan(
     registry: Any = None,
     converter: Any = None,
     stop_grace: float = 10.0,
-    worker_thread: bool = False,
+    worker_thread: Optional[bool] = None,
     **runtime_options: Any,
 ) -> LifespanFactory:
     """A FastAPI ``lifespan`` that runs a :class:`durable_core.Runtime` (worker + client)
@@ -32,7 +32,9 @@ def runtime_lifespan(
     At shutdown running activities get ``stop_grace`` seconds to finish; what is cut off is
     retried by the next worker (activities are at-least-once). ``worker_thread=True`` runs the
     worker on its own thread and event loop instead of the server's, so a batch of replays
-    never holds up HTTP answers for longer than the interpreter's switch interval.
+    never holds up HTTP answers for longer than the interpreter's switch interval. The default
+    (``None``) does so when the store's calls wait on a network (``Backend.concurrency ==
+    "thread"``): a dispatcher turn's round trips then never hold up the server's loop.
     """
 
     @asynccontextmanager
@@ -45,7 +47,8 @@ def runtime_lifespan(
         if converter is not None:
             kwargs["converter"] = converter
         rt = Runtime(url, **kwargs)
-        if worker_thread:
+        on_thread = (rt.backend.concurrency == "thread") if worker_thread is None else worker_thread
+        if on_thread:
             await asyncio.get_running_loop().run_in_executor(None, rt.start)
         else:
             await rt.astart()
@@ -54,7 +57,7 @@ def runtime_lifespan(
         try:
             yield
         finally:
-            if worker_thread:
+            if on_thread:
                 await asyncio.get_running_loop().run_in_executor(None, rt.stop, stop_grace)
             else:
                 await rt.astop(stop_grace)
