@@ -72,6 +72,7 @@ _FLAG_OUT = 1 << PAYLOAD_OUTPUT
 _FLAG_FAIL = 1 << PAYLOAD_FAILURE
 _FLAG_IN = 1 << PAYLOAD_INPUT
 _FLAG_TAGS = 1 << PAYLOAD_TAGS
+_ALL_FLAGS = _FLAG_CS | _FLAG_OUT | _FLAG_FAIL | _FLAG_IN | _FLAG_TAGS
 
 _INSTANCE_COLS = (
     "i.instance_id, i.execution_id, i.name, i.status, i.created_at, i.last_updated_at, "
@@ -230,6 +231,10 @@ class SqliteBackend(Backend):
         self._conns_lock = threading.Lock()
         self._write_lock = _write_lock_for(self.path)
         self._hub = ChangeHub()
+        # payload_flags of the instances this object has leased, read by the claim: a step
+        # written under that lease deletes only payloads that exist (a finishing instance has
+        # no failure to clear, most have no custom status) -- nobody else writes them meanwhile
+        self._claimed_flags: dict[str, int] = {}
         self._last_commit = 0.0  # monotonic time of this object's last commit
         self._closed = False
         self.read_only = read_only
@@ -746,6 +751,8 @@ class SqliteBackend(Backend):
             if steps:
                 refused = self._check_fences(c, owner, steps)
                 if refused:
+                    for s in refused:
+                        self._claimed_flags.pop(s.instance_id, None)
                     bad = {id(s) for s in refused}
                     steps = [s for s in steps if id(s) not in bad]
                 work, delayed = self._write_steps(c, steps, now)
@@ -801,9 +808,11 @@ class SqliteBackend(Backend):
             if s.cancel_activities:
                 c.execute("DELETE FROM activities WHERE instance_id=?", (iid,))
             set_flags = clear_flags = 0
+            present = self._claimed_flags.pop(iid, _ALL_FLAGS)
             if s.set_custom_status:
                 if s.custom_status is None:
-                    deletes.append((iid, PAYLOAD_CUSTOM_STATUS))
+                    if present & _FLAG_CS:
+                        deletes.append((iid, PAYLOAD_CUSTOM_STATUS))
                     clear_flags |= _FLAG_CS
                 else:
                     upserts.append((iid, PAYLOAD_CUSTOM_STATUS, s.custom_status))
@@ -815,14 +824,16 @@ class SqliteBackend(Backend):
                      failure_to_json(s.failure).encode() if s.failure is not None else None),
                 ):
                     if value is None:
-                        deletes.append((iid, kind))
+                        if present & flag:
+                            deletes.append((iid, kind))
                         clear_flags |= flag
                     else:
                         upserts.append((iid, kind, value))
                         set_flags |= flag
             if s.new_execution_id is not None:
                 if s.new_input is None:
-                    deletes.append((iid, PAYLOAD_INPUT))
+                    if present & _FLAG_IN:
+                        deletes.append((iid, PAYLOAD_INPUT))
                     clear_flags |= _FLAG_IN
                 else:
                     upserts.append((iid, PAYLOAD_INPUT, s.new_input))
@@ -936,7 +947,9 @@ class SqliteBackend(Backend):
             (owner, now + self._lease_us, _ids(list(per)), now),
         ).fetchall()
         out = []
+        claimed_flags = self._claimed_flags
         for iid, eid, name, status, hlen, fence, p_iid, p_tid, p_eid, ver, sched, flags in locked:
+            claimed_flags[iid] = flags
             msgs = per[iid]
             if len(msgs) > 1:
                 msgs.sort(key=_by_id)  # arrival order
