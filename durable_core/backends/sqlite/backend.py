@@ -1,7 +1,7 @@
 """The embedded store: one SQLite file (WAL) through the standard library's ``sqlite3``.
 
 Persistence only (the contract is :mod:`durable_core.backends.base`; the schema is in
-:mod:`.schema`). SQLite admits one writer at a time per file, and that is handled here, below
+:mod:`.schema`, the SQL of a dispatcher turn in :mod:`.turn`, the row layout in :mod:`.rows`). SQLite admits one writer at a time per file, and that is handled here, below
 the contract: every write is one ``BEGIN IMMEDIATE`` transaction; in one process, writers on
 the same file take a process-wide lock first so they never spin in SQLite's busy handler;
 waiting for another process's writer happens in short steps (:meth:`SqliteBackend._begin`);
