@@ -225,6 +225,14 @@ def executors() -> dict[str, OrchestrationExecutor]:
     return out
 
 
+def load_average() -> str:
+    """The 1/5/15-minute load average (the machine may be shared: it explains noisy timings)."""
+    try:
+        return "load average %.2f, %.2f, %.2f" % os.getloadavg()
+    except OSError:  # pragma: no cover - not on this platform
+        return "load average unknown"
+
+
 def fmt_rate(events: int, seconds: Optional[float]) -> str:
     if seconds is None:
         return "-"
@@ -549,7 +557,8 @@ def main() -> None:
         args.batch_seconds, args.repeats = 0.01, 1
         args.stored, args.temporal = min(args.stored, 200), min(args.temporal, 5)
     print(f"durable_core replay benchmark (Python {sys.version.split()[0]}, "
-          f"C extension: {'yes' if 'c' in executors() else 'no'})")
+          f"C extension: {'yes' if 'c' in executors() else 'no'}, {os.cpu_count()} CPUs, "
+          f"{load_average()})")
     goals = replay_table(sizes, args.batch_seconds, args.repeats) if "engine" in tables else {}
     if "sticky" in tables:
         sticky_table(sizes, 200 if not args.quick else 20, args.repeats)
@@ -562,6 +571,7 @@ def main() -> None:
                 ratio = goals[key] / goals["c"]
                 verdict = "met" if ratio >= 10 else "MISSED"
                 print(f"goal: C >= 10x {label} on the 1,000-step chain: {ratio:.1f}x ({verdict})")
+    print(f"at the end: {load_average()}")
 
 
 if __name__ == "__main__":
