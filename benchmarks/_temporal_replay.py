@@ -212,12 +212,15 @@ def replay_all(rp: Replayer, hs: Sequence[WorkflowHistory]) -> dict[str, Excepti
 
 
 def check(n_steps: int, sandboxed: bool = True) -> tuple[bool, str]:
-    """(ok, what happened): the right workflow replays a history cleanly, and a changed one
-    fails it with a non-determinism error."""
+    """(ok, what happened): the right workflow replays a history cleanly (as built, and read
+    back from its JSON export), and a changed one fails it with a non-determinism error."""
     hs = histories(n_steps, 1)
+    # also through the JSON form the Temporal CLI and UI export (WorkflowHistory.from_json)
+    hs.append(WorkflowHistory.from_json(hs[0].workflow_id, hs[0].to_json()))
     good = replay_all(replayer(sandboxed), hs)
     if good:
         return False, f"the unchanged workflow failed to replay: {next(iter(good.values()))!r}"
+    hs = hs[:1]
     bad = replay_all(replayer(sandboxed, changed=True), hs)
     err: Optional[Exception] = next(iter(bad.values()), None)
     if err is None:
