@@ -420,11 +420,14 @@ class Store:
                 has_term = True
             deliver.append(m)
         status = claim.status
-        base = StepWrite(claim.instance_id, claim.fence, status, touch=False, consumed=consumed)
         if status in TERMINAL_STATUSES or not deliver:
-            settle.append(base)  # finished, or only stale messages: consume them
+            # finished, or only stale messages: consume them
+            settle.append(StepWrite(claim.instance_id, claim.fence, status, touch=False,
+                                    consumed=consumed))
             return
         if status == _PENDING and not has_start:
+            base = StepWrite(claim.instance_id, claim.fence, status, touch=False,
+                             consumed=consumed)
             if has_term:
                 # terminated before its (delayed) start: it never runs
                 reason = None

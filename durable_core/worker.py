@@ -660,3 +660,10 @@ class Worker:
     def inflight_activities(self) -> int:
         """Activities running now (abandoned ones not counted)."""
         return self._live_inflight()
+
+    @property
+    def busy(self) -> bool:
+        """True while the worker holds work it has not committed: claimed steps not yet
+        written, activities running, or their outcomes not yet written. A test clock that
+        skips ahead waits for ``not busy`` so it never jumps past work in flight."""
+        return bool(self._pending or self._completions or self._live_inflight())

@@ -140,8 +140,7 @@ class _Base:
         idle_since = time.monotonic()
         while not self._stop.wait(0.005):
             snap = (steps["steps"], steps["activities"], steps["commits"])
-            busy = bool(self.worker.inflight_activities or self.worker._pending
-                        or self.worker._completions)
+            busy = self.worker.busy
             if snap != last or busy:
                 last = snap
                 idle_since = time.monotonic()

@@ -1,7 +1,7 @@
 """The embedded store: one SQLite file (WAL) through the standard library's ``sqlite3``.
 
 Persistence only (the contract is :mod:`durable_core.backends.base`; the schema is in
-:mod:`.schema`). SQLite admits one writer at a time per file, and that is handled here, below
+:mod:`.schema`, the SQL of a dispatcher turn in :mod:`.turn`, the row layout in :mod:`.rows`). SQLite admits one writer at a time per file, and that is handled here, below
 the contract: every write is one ``BEGIN IMMEDIATE`` transaction; in one process, writers on
 the same file take a process-wide lock first so they never spin in SQLite's busy handler;
 waiting for another process's writer happens in short steps (:meth:`SqliteBackend._begin`);
@@ -22,7 +22,6 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 from ...errors import (
     BackendNotAvailableError,
     StoreBusyError,
-    StoreError,
     StoreIncompatibleError,
     StoreUnavailableError,
 )
@@ -32,9 +31,6 @@ from ..base import (
     ActivityOutcome,
     Backend,
     ChangeHub,
-    ClaimedActivity,
-    ClaimedInstance,
-    InboxMessage,
     InstanceFilter,
     InstanceRow,
     InstanceWatcher,
@@ -46,19 +42,14 @@ from ..base import (
     TryLater,
     Turn,
     WorkListener,
-    failure_from_json,
-    failure_to_json,
 )
+from . import turn
 from .background import Background
+from .rows import SELECT_FULL, SELECT_LEAN, instance_row, json_ids
 from .schema import (
     APPLICATION_ID,
     MIGRATIONS,
     OUR_TABLES,
-    PAYLOAD_CUSTOM_STATUS,
-    PAYLOAD_FAILURE,
-    PAYLOAD_INPUT,
-    PAYLOAD_OUTPUT,
-    PAYLOAD_TAGS,
     SCHEMA_VERSION,
     connect,
     path_from_url,
@@ -66,43 +57,6 @@ from .schema import (
 )
 
 __all__ = ["SqliteBackend"]
-
-_FLAG_CS = 1 << PAYLOAD_CUSTOM_STATUS
-_FLAG_OUT = 1 << PAYLOAD_OUTPUT
-_FLAG_FAIL = 1 << PAYLOAD_FAILURE
-_FLAG_IN = 1 << PAYLOAD_INPUT
-_FLAG_TAGS = 1 << PAYLOAD_TAGS
-
-_INSTANCE_COLS = (
-    "i.instance_id, i.execution_id, i.name, i.status, i.created_at, i.last_updated_at, "
-    "i.parent_instance_id, i.parent_task_id, i.history_length, i.version, "
-    "i.scheduled_start_at, i.payload_flags"
-)
-_PAYLOAD_KINDS = (PAYLOAD_INPUT, PAYLOAD_OUTPUT, PAYLOAD_CUSTOM_STATUS, PAYLOAD_FAILURE,
-                  PAYLOAD_TAGS)
-
-
-def _select(payloads: bool) -> str:
-    """``SELECT ... FROM instances i`` with the payloads joined in (one statement: one
-    snapshot); without ``payloads`` only the failure is read."""
-    kinds = _PAYLOAD_KINDS if payloads else (PAYLOAD_FAILURE,)
-    cols = ", ".join(f"p{k}.data" if k in kinds else "NULL" for k in _PAYLOAD_KINDS)
-    joins = " ".join(
-        f"LEFT JOIN payloads p{k} ON p{k}.instance_id=i.instance_id AND p{k}.kind={k}"
-        for k in kinds)
-    return f"SELECT {_INSTANCE_COLS}, {cols} FROM instances i {joins}"
-
-
-_SELECT_FULL = _select(True)
-_SELECT_LEAN = _select(False)
-_INSERT_INBOX = (
-    "INSERT INTO inbox(instance_id, execution_id, kind, visible_at, event) VALUES (?,?,?,?,?)"
-)
-_UPSERT_PAYLOAD = (
-    "INSERT INTO payloads(instance_id, kind, data) VALUES (?,?,?) "
-    "ON CONFLICT(instance_id, kind) DO UPDATE SET data=excluded.data"
-)
-_DELETE_PAYLOAD = "DELETE FROM payloads WHERE instance_id=? AND kind=?"
 
 # one lock per database file per process: in-process writers queue here, not in SQLite
 _WRITE_LOCKS: dict[str, threading.Lock] = {}
@@ -133,45 +87,6 @@ def _pid_alive(pid: int) -> bool:
     except (PermissionError, OSError):  # pragma: no cover - platform dependent
         return True
     return True
-
-
-def _ids(values: Sequence[Any]) -> str:
-    return json.dumps(list(values))
-
-
-def _row(r: Sequence[Any]) -> InstanceRow:
-    """An InstanceRow from a ``_select`` row (instance columns, then the five payloads)."""
-    tags = r[12 + PAYLOAD_TAGS]
-    fail = r[12 + PAYLOAD_FAILURE]
-    return InstanceRow(
-        instance_id=r[0],
-        execution_id=r[1],
-        name=r[2],
-        status=OrchestrationStatus(r[3]),
-        created_at=r[4],
-        last_updated_at=r[5],
-        parent_instance_id=r[6],
-        parent_task_id=r[7],
-        history_length=r[8],
-        version=r[9],
-        scheduled_start_at=r[10],
-        input=r[12 + PAYLOAD_INPUT],
-        output=r[12 + PAYLOAD_OUTPUT],
-        custom_status=r[12 + PAYLOAD_CUSTOM_STATUS],
-        failure=failure_from_json(bytes(fail).decode("utf-8", "replace"))
-        if fail is not None else None,
-        tags=_tags(tags),
-    )
-
-
-def _tags(data: Optional[bytes]) -> Optional[dict[str, str]]:
-    if data is None:
-        return None
-    try:
-        value = json.loads(data)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _float_option(name: str, value: str, *, minimum: float) -> float:
@@ -230,6 +145,10 @@ class SqliteBackend(Backend):
         self._conns_lock = threading.Lock()
         self._write_lock = _write_lock_for(self.path)
         self._hub = ChangeHub()
+        # payload_flags of the instances this object has leased, read by the claim: a step
+        # written under that lease deletes only payloads that exist (a finishing instance has
+        # no failure to clear, most have no custom status) -- nobody else writes them meanwhile
+        self._claimed_flags: dict[str, int] = {}
         self._last_commit = 0.0  # monotonic time of this object's last commit
         self._closed = False
         self.read_only = read_only
@@ -497,57 +416,13 @@ class SqliteBackend(Backend):
     # -- client side ---------------------------------------------------------------------------
     def create_instance(self, new: NewInstance) -> Optional[OrchestrationStatus]:
         with self._tx() as c:
-            blocked = self._create_in_tx(c, new)
+            blocked = turn.create_in_tx(c, new)
         if blocked is None:
             self._hub.instances_changed((new.instance_id,))
             now = self._clock()
             self._hub.work_added(new.start.visible_at if new.start.visible_at > now else None)
         return blocked
 
-    def _create_in_tx(self, c: sqlite3.Connection, new: NewInstance) -> Optional[OrchestrationStatus]:
-        flags = (_FLAG_IN if new.input is not None else 0) | (_FLAG_TAGS if new.tags else 0)
-        row = (
-            new.execution_id, new.name, new.version, int(OrchestrationStatus.PENDING),
-            new.parent_instance_id, new.parent_task_id, new.parent_execution_id, new.created_at,
-            new.created_at, new.scheduled_start_at, flags,
-        )
-        cur = c.execute(
-            "INSERT INTO instances(instance_id, execution_id, name, version, status, "
-            "parent_instance_id, parent_task_id, parent_execution_id, created_at, "
-            "last_updated_at, scheduled_start_at, payload_flags) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
-            "ON CONFLICT DO NOTHING",
-            (new.instance_id,) + row,
-        )
-        if cur.rowcount == 0:
-            status = OrchestrationStatus(c.execute(
-                "SELECT status FROM instances WHERE instance_id=?", (new.instance_id,)
-            ).fetchone()[0])
-            if status not in new.replace_statuses:
-                if new.on_conflict is not None:
-                    m = new.on_conflict
-                    c.execute(_INSERT_INBOX, (m.instance_id, m.execution_id, m.kind,
-                                              m.visible_at, m.event))
-                return status
-            iid = (new.instance_id,)
-            c.execute("DELETE FROM history WHERE instance_id=?", iid)
-            c.execute("DELETE FROM inbox WHERE instance_id=?", iid)
-            c.execute("DELETE FROM payloads WHERE instance_id=?", iid)
-            c.execute("DELETE FROM activities WHERE instance_id=? AND lock_owner IS NULL", iid)
-            c.execute(
-                "UPDATE instances SET execution_id=?, name=?, version=?, status=?, "
-                "parent_instance_id=?, parent_task_id=?, parent_execution_id=?, created_at=?, "
-                "last_updated_at=?, scheduled_start_at=?, payload_flags=?, history_length=0 "
-                "WHERE instance_id=?",
-                row + iid,
-            )
-        if new.input is not None:
-            c.execute(_UPSERT_PAYLOAD, (new.instance_id, PAYLOAD_INPUT, new.input))
-        if new.tags:
-            c.execute(_UPSERT_PAYLOAD, (new.instance_id, PAYLOAD_TAGS,
-                                        json.dumps(new.tags, separators=(",", ":")).encode()))
-        m = new.start
-        c.execute(_INSERT_INBOX, (m.instance_id, m.execution_id, m.kind, m.visible_at, m.event))
-        return None
 
     def enqueue(self, messages: Sequence[Message]) -> list[bool]:
         out: list[bool] = []
@@ -566,14 +441,14 @@ class SqliteBackend(Backend):
         return out
 
     def get_instance(self, instance_id: str, *, payloads: bool = True) -> Optional[InstanceRow]:
-        rows = self._read((_SELECT_FULL if payloads else _SELECT_LEAN)
+        rows = self._read((SELECT_FULL if payloads else SELECT_LEAN)
                           + " WHERE i.instance_id=?", (instance_id,))
-        return _row(rows[0]) if rows else None
+        return instance_row(rows[0]) if rows else None
 
     def get_instances(self, instance_ids: Sequence[str]) -> dict[str, InstanceRow]:
-        rows = self._read(_SELECT_FULL + " WHERE i.instance_id IN "
-                          "(SELECT value FROM json_each(?))", (_ids(instance_ids),))
-        return {r[0]: _row(r) for r in rows}
+        rows = self._read(SELECT_FULL + " WHERE i.instance_id IN "
+                          "(SELECT value FROM json_each(?))", (json_ids(instance_ids),))
+        return {r[0]: instance_row(r) for r in rows}
 
     @staticmethod
     def _where(flt: InstanceFilter) -> tuple[list[str], list[Any]]:
@@ -587,7 +462,7 @@ class SqliteBackend(Backend):
             args.append(flt.created_to)
         if flt.statuses is not None:
             where.append("i.status IN (SELECT value FROM json_each(?))")
-            args.append(_ids([int(s) for s in flt.statuses]))
+            args.append(json_ids([int(s) for s in flt.statuses]))
         if flt.instance_id_prefix:
             where.append("substr(i.instance_id, 1, ?) = ?")
             args.extend([len(flt.instance_id_prefix), flt.instance_id_prefix])
@@ -619,7 +494,7 @@ class SqliteBackend(Backend):
                 raise ValueError(f"malformed continuation token {continuation_token!r}") from exc
             where.append("(i.created_at > ? OR (i.created_at = ? AND i.instance_id > ?))")
             args.extend([t_created, t_created, t_id])
-        sql = ((_SELECT_FULL if payloads else _SELECT_LEAN)
+        sql = ((SELECT_FULL if payloads else SELECT_LEAN)
                + (" WHERE " + " AND ".join(where) if where else "")
                + " ORDER BY i.created_at, i.instance_id LIMIT ?")
         args.append(page_size + 1)
@@ -629,7 +504,7 @@ class SqliteBackend(Backend):
             rows = rows[:page_size]
             last = rows[-1]
             token = json.dumps([last[4], last[0]])
-        return QueryPage([_row(r) for r in rows], token)
+        return QueryPage([instance_row(r) for r in rows], token)
 
     def count(self, flt: InstanceFilter) -> dict[OrchestrationStatus, int]:
         where, args = self._where(flt)
@@ -656,10 +531,10 @@ class SqliteBackend(Backend):
             ids = [r[0] for r in c.execute(
                 "SELECT instance_id FROM instances WHERE instance_id IN "
                 "(SELECT value FROM json_each(?)) AND status IN (SELECT value FROM json_each(?))",
-                (_ids(instance_ids), _ids([int(s) for s in statuses])),
+                (json_ids(instance_ids), json_ids([int(s) for s in statuses])),
             )]
             if ids:
-                arg = (_ids(ids),)
+                arg = (json_ids(ids),)
                 sub = "(SELECT value FROM json_each(?))"
                 for table in ("history", "inbox", "activities", "payloads", "instances"):
                     c.execute(f"DELETE FROM {table} WHERE instance_id IN {sub}", arg)
@@ -706,7 +581,7 @@ class SqliteBackend(Backend):
             c.execute(
                 "UPDATE activities SET lock_owner=NULL, lock_expires=0 WHERE lock_owner=? AND "
                 "id IN (SELECT value FROM json_each(?))",
-                (owner, _ids(activity_ids)),
+                (owner, json_ids(activity_ids)),
             )
         self._hub.work_added(None)
 
@@ -720,7 +595,7 @@ class SqliteBackend(Backend):
                 held = {r[0] for r in c.execute(
                     "UPDATE activities SET lock_expires=? WHERE lock_owner=? AND id IN "
                     "(SELECT value FROM json_each(?)) RETURNING id",
-                    (now + self._lease_us, owner, _ids(activity_ids)),
+                    (now + self._lease_us, owner, json_ids(activity_ids)),
                 ).fetchall()}
             c.execute("UPDATE workers SET heartbeat=? WHERE owner=?", (now, owner))
         return held
@@ -744,16 +619,20 @@ class SqliteBackend(Backend):
         now = self._clock()
         with self._tx() as c:
             if steps:
-                refused = self._check_fences(c, owner, steps)
+                refused = turn.check_fences(c, owner, steps)
                 if refused:
+                    for s in refused:
+                        self._claimed_flags.pop(s.instance_id, None)
                     bad = {id(s) for s in refused}
                     steps = [s for s in steps if id(s) not in bad]
-                work, delayed = self._write_steps(c, steps, now)
+                work, delayed = turn.write_steps(c, steps, now, self._claimed_flags)
                 changed = [s.instance_id for s in steps]
             if outcomes:
-                work = self._write_outcomes(c, owner, outcomes) or work
-            items = self._claim_instances(c, owner, now, instance_limit) if instance_limit > 0 else []
-            acts = self._claim_activities(c, owner, now, activity_limit) if activity_limit > 0 else []
+                work = turn.write_outcomes(c, owner, outcomes) or work
+            items = turn.claim_instances(c, owner, now, instance_limit, self._lease_us,
+                                         self._claimed_flags) if instance_limit > 0 else []
+            acts = (turn.claim_activities(c, owner, now, activity_limit, self._lease_us)
+                    if activity_limit > 0 else [])
         hub = self._hub
         if changed:
             hub.instances_changed(changed)
@@ -761,202 +640,10 @@ class SqliteBackend(Backend):
             hub.work_added(delayed if not work else None)
         return Turn(refused, items, acts)
 
-    @staticmethod
-    def _check_fences(c: sqlite3.Connection, owner: str, steps: Sequence[StepWrite]) -> list[StepWrite]:
-        held = {
-            r[0]: (r[1], r[2])
-            for r in c.execute(
-                "SELECT instance_id, lock_owner, fence FROM instances WHERE instance_id IN "
-                "(SELECT value FROM json_each(?))",
-                (_ids([s.instance_id for s in steps]),),
-            )
-        }
-        return [s for s in steps if held.get(s.instance_id) != (owner, s.fence)]
 
-    def _write_steps(
-        self, c: sqlite3.Connection, steps: Sequence[StepWrite], now: int
-    ) -> tuple[bool, Optional[int]]:
-        """Write ``steps`` (fences checked). Returns (work due now added, earliest later due)."""
-        upd = []
-        touch_less = []
-        hist = []
-        consumed: list[int] = []
-        acts = []
-        inbox = []
-        upserts = []
-        deletes = []
-        work = False
-        delayed: Optional[int] = None
-        for s in steps:
-            iid = s.instance_id
-            consumed.extend(s.consumed)
-            if s.clear_inbox:
-                c.execute("DELETE FROM inbox WHERE instance_id=?", (iid,))
-            for rid, vis in s.deferrals:
-                c.execute("UPDATE inbox SET visible_at=? WHERE id=?", (vis, rid))
-            if s.reset_history:
-                c.execute("DELETE FROM history WHERE instance_id=?", (iid,))
-            if s.history is not None and s.history_added:
-                hist.append((iid, s.history_base, s.history))
-            if s.cancel_activities:
-                c.execute("DELETE FROM activities WHERE instance_id=?", (iid,))
-            set_flags = clear_flags = 0
-            if s.set_custom_status:
-                if s.custom_status is None:
-                    deletes.append((iid, PAYLOAD_CUSTOM_STATUS))
-                    clear_flags |= _FLAG_CS
-                else:
-                    upserts.append((iid, PAYLOAD_CUSTOM_STATUS, s.custom_status))
-                    set_flags |= _FLAG_CS
-            if s.set_result:
-                for kind, flag, value in (
-                    (PAYLOAD_OUTPUT, _FLAG_OUT, s.output),
-                    (PAYLOAD_FAILURE, _FLAG_FAIL,
-                     failure_to_json(s.failure).encode() if s.failure is not None else None),
-                ):
-                    if value is None:
-                        deletes.append((iid, kind))
-                        clear_flags |= flag
-                    else:
-                        upserts.append((iid, kind, value))
-                        set_flags |= flag
-            if s.new_execution_id is not None:
-                if s.new_input is None:
-                    deletes.append((iid, PAYLOAD_INPUT))
-                    clear_flags |= _FLAG_IN
-                else:
-                    upserts.append((iid, PAYLOAD_INPUT, s.new_input))
-                    set_flags |= _FLAG_IN
-                c.execute(
-                    "UPDATE instances SET execution_id=?, scheduled_start_at=NULL WHERE "
-                    "instance_id=?", (s.new_execution_id, iid))
-            if s.touch:
-                length = (0 if s.reset_history else s.history_base) + s.history_added
-                upd.append((int(s.status), length, now, clear_flags, set_flags, iid))
-            else:
-                touch_less.append(iid)
-            for a in s.activities:
-                acts.append((a.instance_id, a.execution_id, a.task_id, a.name, a.input,
-                             a.trace_context))
-            for m in s.messages:
-                inbox.append((m.instance_id, m.execution_id, m.kind, m.visible_at, m.event))
-                if m.visible_at <= now:
-                    work = True
-                elif delayed is None or m.visible_at < delayed:
-                    delayed = m.visible_at
-            for m in s.targeted:
-                cur = c.execute(
-                    "INSERT INTO inbox(instance_id, execution_id, kind, visible_at, event) "
-                    "SELECT ?,?,?,?,? WHERE EXISTS (SELECT 1 FROM instances WHERE instance_id=?)",
-                    (m.instance_id, m.execution_id, m.kind, m.visible_at, m.event, m.instance_id),
-                )
-                work = work or cur.rowcount == 1
-            for new in s.instances:
-                self._create_in_tx(c, new)
-                work = True
-            if s.activities:
-                work = True
-        if upd:
-            c.executemany(
-                "UPDATE instances SET status=?, history_length=?, last_updated_at=?, "
-                "payload_flags=(payload_flags & ~?) | ?, lock_owner=NULL, lock_expires=0 "
-                "WHERE instance_id=?",
-                upd,
-            )
-        if touch_less:
-            c.execute(
-                "UPDATE instances SET lock_owner=NULL, lock_expires=0 WHERE instance_id IN "
-                "(SELECT value FROM json_each(?))", (_ids(touch_less),))
-        if deletes:
-            c.executemany(_DELETE_PAYLOAD, deletes)
-        if upserts:
-            c.executemany(_UPSERT_PAYLOAD, upserts)
-        if hist:
-            c.executemany("INSERT INTO history(instance_id, seq, data) VALUES (?,?,?)", hist)
-        if consumed:
-            c.execute("DELETE FROM inbox WHERE id IN (SELECT value FROM json_each(?))",
-                      (_ids(consumed),))
-        if acts:
-            c.executemany(
-                "INSERT INTO activities(instance_id, execution_id, task_id, name, input, "
-                "trace_context) VALUES (?,?,?,?,?,?)",
-                acts,
-            )
-        if inbox:
-            c.executemany(_INSERT_INBOX, inbox)
-        return work, delayed
 
-    @staticmethod
-    def _write_outcomes(c: sqlite3.Connection, owner: str, outcomes: Sequence[ActivityOutcome]) -> bool:
-        kept = {
-            r[0]
-            for r in c.execute(
-                "DELETE FROM activities WHERE lock_owner=? AND id IN "
-                "(SELECT value FROM json_each(?)) RETURNING id",
-                (owner, _ids([o.activity_id for o in outcomes])),
-            ).fetchall()
-        }
-        rows = [
-            (m.instance_id, m.execution_id, m.kind, m.visible_at, m.event)
-            for o in outcomes if o.activity_id in kept for m in (o.message,)
-        ]
-        if rows:
-            c.executemany(_INSERT_INBOX, rows)
-        return bool(rows)
 
-    def _claim_instances(
-        self, c: sqlite3.Connection, owner: str, now: int, limit: int
-    ) -> list[ClaimedInstance]:
-        # Visible inbox rows, oldest first, driven by the visible_at index (timers due far
-        # ahead cost nothing), of instances nobody holds; the first ``limit`` distinct
-        # instances are leased with the rows read here. Rows past the scan window wait for
-        # the next turn.
-        per: dict[str, list[InboxMessage]] = {}
-        for rid, iid, eid, kind, vis, data in c.execute(
-            "SELECT b.id, b.instance_id, b.execution_id, b.kind, b.visible_at, b.event "
-            "FROM inbox b INDEXED BY inbox_visible "
-            "JOIN instances i ON i.instance_id=b.instance_id "
-            "WHERE b.visible_at<=? AND i.lock_expires<? ORDER BY b.visible_at LIMIT ?",
-            (now, now, max(limit * 4, 256)),
-        ):
-            lst = per.get(iid)
-            if lst is None:
-                if len(per) >= limit:
-                    continue
-                lst = per[iid] = []
-            lst.append(InboxMessage(rid, kind, vis, data, eid))
-        if not per:
-            return []
-        locked = c.execute(
-            "UPDATE instances SET lock_owner=?, lock_expires=?, fence=fence+1 "
-            "WHERE instance_id IN (SELECT value FROM json_each(?)) AND lock_expires<? "
-            "RETURNING instance_id, execution_id, name, status, history_length, fence, "
-            "parent_instance_id, parent_task_id, parent_execution_id, version, "
-            "scheduled_start_at, payload_flags",
-            (owner, now + self._lease_us, _ids(list(per)), now),
-        ).fetchall()
-        out = []
-        for iid, eid, name, status, hlen, fence, p_iid, p_tid, p_eid, ver, sched, flags in locked:
-            msgs = per[iid]
-            if len(msgs) > 1:
-                msgs.sort(key=_by_id)  # arrival order
-            out.append(ClaimedInstance(
-                iid, eid, name, OrchestrationStatus(status), hlen, fence, msgs, p_iid, p_tid,
-                p_eid, ver, sched, bool(flags & _FLAG_CS)))
-        return out
 
-    def _claim_activities(
-        self, c: sqlite3.Connection, owner: str, now: int, limit: int
-    ) -> list[ClaimedActivity]:
-        rows = c.execute(
-            "UPDATE activities SET lock_owner=?, lock_expires=?, attempt=attempt+1 "
-            "WHERE id IN (SELECT id FROM activities WHERE lock_expires<? ORDER BY id LIMIT ?) "
-            "RETURNING id, instance_id, execution_id, task_id, name, input, attempt, "
-            "trace_context",
-            (owner, now + self._lease_us, now, limit),
-        ).fetchall()
-        rows.sort()
-        return [ClaimedActivity(*r) for r in rows]
 
     def next_visible(self, horizon: int) -> list[int]:
         return [
@@ -969,5 +656,3 @@ class SqliteBackend(Backend):
         ]
 
 
-def _by_id(m: InboxMessage) -> int:
-    return m.id
