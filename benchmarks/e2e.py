@@ -17,6 +17,10 @@ DBOS on SQLite (``pip install -e '.[bench]'``) with the same workloads. Each run
 subprocess on a fresh file. Activities do no work, so the figures are the runtime's overhead.
 
     python benchmarks/e2e.py [--n 2000] [--quick]
+
+With ``--pg`` (or ``--pg-only``, or ``DURABLE_CORE_PG_DSN`` set), PostgreSQL rows follow:
+worker processes and a client process on one database, beside DBOS on the same server, and
+per-orchestration statements, round trips, WAL bytes and CPU (see ``run_postgres``).
 """
 
 from __future__ import annotations
