@@ -385,20 +385,26 @@ class PostgresBackend(Backend):
     def watcher_count(self, instance_id: Optional[str] = None) -> int:
         return self._hub.watcher_count(instance_id)
 
-    @contextmanager
-    def _announcing(self, conn: Any, work: bool, later: Optional[int],
-                    ids: Sequence[str]) -> Iterator[list[Optional[str]]]:
+    def _notify_in_tx(self, conn: Any, box: list[Optional[str]], work: bool,
+                      later: Optional[int], ids: Sequence[str]) -> None:
         """Inside a transaction: send the announcement now if one is due (NOTIFY rides in
-        this transaction), else leave it to the outbox after the commit."""
+        this transaction; ``box[0]`` records it), else leave it to the outbox after the
+        commit."""
         payload = self._outbox.take_for_commit(work, later, ids)
         if payload is not None:
             conn.execute(sql.NOTIFY, (self.schema, payload))
-        box: list[Optional[str]] = [payload]
+        box[0] = payload
+
+    @contextmanager
+    def _restoring(self, box: list[Optional[str]]) -> Iterator[None]:
+        """Around a transaction that may carry an announcement: if it fails (its commit
+        included), the announcement goes back to the outbox."""
         try:
-            yield box
+            yield
         except BaseException:
-            if payload is not None:
-                self._outbox.restore(payload)
+            if box[0] is not None:
+                self._outbox.restore(box[0])
+                box[0] = None
             raise
 
     def _announce(self, sent: Optional[str], work: bool, later: Optional[int],
@@ -456,9 +462,10 @@ class PostgresBackend(Backend):
         work, later = due <= now, (due if due > now else None)
 
         def run(c: Any) -> tuple[list[bool], Optional[str]]:
-            with c.transaction():
-                with self._announcing(c, work, later, ()) as box:
-                    ok = [r[0] for r in c.execute(sql.ENQUEUE, turn.msg_arrays(messages))]
+            box: list[Optional[str]] = [None]
+            with self._restoring(box), c.transaction():
+                self._notify_in_tx(c, box, work, later, ())
+                ok = [r[0] for r in c.execute(sql.ENQUEUE, turn.msg_arrays(messages))]
             return ok, box[0]
 
         ok, sent = self._call(run, write=True)
@@ -551,13 +558,13 @@ class PostgresBackend(Backend):
             return []
 
         def run(c: Any) -> tuple[list[str], Optional[str]]:
-            with c.transaction():
+            box: list[Optional[str]] = [None]
+            with self._restoring(box), c.transaction():
                 ids = [r[0] for r in c.execute(sql.DELETE, (list(instance_ids),
                                                             [int(s) for s in statuses]))]
-                payload = self._outbox.take_for_commit(False, None, ids) if ids else None
-                if payload is not None:
-                    c.execute(sql.NOTIFY, (self.schema, payload))
-            return ids, payload
+                if ids:
+                    self._notify_in_tx(c, box, False, None, ids)
+            return ids, box[0]
 
         ids, sent = self._call(run, write=True)
         if ids:
@@ -644,7 +651,8 @@ class PostgresBackend(Backend):
         changed: list[str] = []
         now = self.now()
         ci = ca = None
-        with c.pipeline():
+        box: list[Optional[str]] = [None]
+        with self._restoring(box), c.pipeline():
             with c.transaction():
                 if steps:
                     held = {r[0]: (r[1], r[2]) for r in c.execute(
@@ -658,11 +666,11 @@ class PostgresBackend(Backend):
                         changed = [s.instance_id for s in ok]
                 if outcomes:
                     turn.write_outcomes(c, owner, outcomes)
-                with self._announcing(c, work, delayed, changed) as box:
-                    if ilimit > 0:
-                        ci = turn.claim_instances(c, self, owner, ilimit)
-                    if alimit > 0:
-                        ca = turn.claim_activities(c, self, owner, alimit)
+                self._notify_in_tx(c, box, work, delayed, changed)
+                if ilimit > 0:
+                    ci = turn.claim_instances(c, self, owner, ilimit)
+                if alimit > 0:
+                    ca = turn.claim_activities(c, self, owner, alimit)
             items = turn.claimed_instances(ci) if ci is not None else []
             acts = turn.claimed_activities(ca) if ca is not None else []
         self._announce(box[0], work, delayed, changed)
