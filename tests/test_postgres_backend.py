@@ -380,3 +380,36 @@ def test_a_cut_network_fails_calls_within_the_timeout_and_recovers(pg_schema):
     finally:
         b.close()
         proxy.close()
+
+
+# -- fencing at commit ------------------------------------------------------------------------
+def test_a_lease_lost_between_the_fence_check_and_the_write_commits_nothing(pg_schema,
+                                                                           monkeypatch):
+    """The fence check reads without locking; the instance update at the end of the turn
+    checks the lease again and fails the whole turn (nothing written) if it was lost."""
+    from durable_core.backends.postgres import sql
+
+    b = open_backend(hub_url(pg_schema, lease_seconds=0.3))
+    try:
+        create(b, "a")
+        first = claim(b, "w1").instances[0]
+        time.sleep(0.4)
+        taken = claim(b, "w2").instances[0]  # the lease expired: w2 holds it now
+        assert taken.fence > first.fence
+        # w1's check sees the world as it was before w2's claim (the race)
+        monkeypatch.setattr(sql, "LOCK_STEPS", "SELECT instance_id, 'w1'::text, fence - 1 "
+                            "FROM instances WHERE instance_id = ANY(%s::text[])")
+        stale = step(first, EV1, activities=[activity(first, 0)])
+        with pytest.raises(StoreUnavailableError, match="lease was lost") as e:
+            claim(b, "w1", 5, activities=5, steps=[stale])  # tried three times, then this
+        assert "nothing was written" in _one_line(e.value)
+        row = b.get_instance("a")
+        assert row.history_length == 0 and row.status == S.PENDING
+        assert b.load_history("a").chunks == []
+        assert b.backlog()[1] == 0  # its activity was not queued either
+        monkeypatch.undo()
+        assert claim(b, "w1", 0, steps=[step(first, EV1)]).refused != []  # refused outright
+        assert claim(b, "w2", 0, steps=[step(taken, EV1)]).refused == []
+        assert b.get_instance("a").history_length == 2
+    finally:
+        b.close()

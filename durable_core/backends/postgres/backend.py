@@ -55,6 +55,9 @@ __all__ = ["PostgresBackend"]
 
 _T = TypeVar("_T")
 _MIGRATE_LOCK = 0x64636F72  # advisory lock key held while migrating ("dcor")
+#: rolled back by the server, nothing written: a turn tries again
+_ROLLED_BACK = (psycopg.errors.TransactionRollback, psycopg.errors.SerializationFailure,
+                psycopg.errors.DeadlockDetected)
 
 
 def _float_option(name: str, value: str, *, minimum: float) -> float:
@@ -214,7 +217,7 @@ class PostgresBackend(Backend):
         msg = " ".join(str(exc).split()) or type(exc).__name__
         tail = ("; the write may or may not have been committed" if write
                 else "; nothing was written")
-        return StoreUnavailableError(f"{self._where}: the connection to PostgreSQL failed "
+        return StoreUnavailableError(f"{self._where}: the call to PostgreSQL failed "
                                      f"({msg}){tail}")
 
     def _call(self, fn: Callable[[Any], _T], *, write: bool) -> _T:
@@ -232,6 +235,8 @@ class PostgresBackend(Backend):
                     f"{self._where}: no connection to PostgreSQL within {self._timeout:g} s "
                     f"(the server is down or unreachable, or the pool of "
                     f"{self._pool.max_size} is exhausted: raise ?pool_size=)") from exc
+            except _ROLLED_BACK:
+                raise  # a deadlock or a lost lease: rolled back, nothing written (run_turn retries)
             except psycopg.OperationalError as exc:
                 self._pool_check()
                 if attempt + 1 >= tries:
@@ -635,11 +640,14 @@ class PostgresBackend(Backend):
                 return self._call(
                     lambda c: self._turn(c, owner, steps, outcomes, instance_limit,
                                          activity_limit), write=True)
-            except (psycopg.errors.TransactionRollback, psycopg.errors.UniqueViolation):
+            except (*_ROLLED_BACK, psycopg.errors.UniqueViolation) as exc:
                 # a deadlock, a lease lost mid-commit, a race for a new instance's id: nothing
                 # was written; the next try sees the new state (and refuses a lost step)
                 if attempt == 2:
-                    raise
+                    raise StoreUnavailableError(
+                        f"{self._where}: the turn could not commit "
+                        f"({' '.join(str(exc).split())}); nothing was written, try again"
+                    ) from None
                 time.sleep(0.005 * (attempt + 1))
         raise AssertionError("unreachable")  # pragma: no cover
 
