@@ -164,6 +164,7 @@ class Outbox:
                 backoff = min(backoff * 2, 2.0)
 
     def close(self) -> None:
+        """Stop the thread (what is still waiting is not sent: the waiters' polls cover it)."""
         with self._lock:
             self._closed = True
             self._cv.notify_all()
@@ -191,6 +192,7 @@ class Listener:
         self.connected = threading.Event()
 
     def ensure_started(self) -> None:
+        """Start listening (once; on the first listener or watcher)."""
         if self._thread is not None:
             return
         with self._start_lock:
@@ -200,6 +202,7 @@ class Listener:
                 self._thread.start()
 
     def stop(self) -> None:
+        """Stop listening and close the connection (waits briefly for the thread)."""
         self._stop.set()
         t = self._thread
         if t is not None and t is not threading.current_thread():

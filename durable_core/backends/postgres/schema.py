@@ -191,8 +191,6 @@ $$;
 #: transaction under an advisory lock, so workers starting together migrate once)
 MIGRATIONS: tuple[str, ...] = (_V1,)
 SCHEMA_VERSION = len(MIGRATIONS)
-#: the tables of a task hub (any other table in a schema without ``meta`` is foreign)
-OUR_TABLES = frozenset({"meta", "instances", "history", "inbox", "activities", "workers"})
 
 
 def parse_url(url: str, options: Mapping[str, str]) -> tuple[str, dict[str, Any], str]:
