@@ -688,7 +688,8 @@ class PostgresBackend(Backend):
         return [r[0] for r in self._read(sql.NEXT_VISIBLE, (horizon,))]
 
     def backlog(self) -> tuple[int, int, Optional[int]]:
-        """(instances with visible unclaimed inbox rows, visible unclaimed activities, the
-        oldest such item's visible time in store-clock microseconds or None)."""
+        """(instances with visible unclaimed inbox rows, unclaimed activities, the oldest of
+        those instances' visible inbox rows in store-clock microseconds or None -- activity
+        rows carry no due time and take no part, as the contract says)."""
         r = self._read(sql.BACKLOG)[0]
         return int(r[0]), int(r[1]), (int(r[2]) if r[2] is not None else None)

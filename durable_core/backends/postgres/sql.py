@@ -198,10 +198,7 @@ SELECT
      JOIN instances i ON i.instance_id = b.instance_id
      WHERE b.visible_at <= {NOW} AND i.lock_expires < {NOW}),
     (SELECT count(*) FROM activities WHERE lock_expires < {NOW}),
-    (SELECT min(t) FROM (
-        SELECT min(b.visible_at) AS t FROM inbox b
-        JOIN instances i ON i.instance_id = b.instance_id
-        WHERE b.visible_at <= {NOW} AND i.lock_expires < {NOW}
-        UNION ALL
-        SELECT min(queued_at) FROM activities WHERE lock_expires < {NOW}) AS x)
+    (SELECT min(b.visible_at) FROM inbox b
+     JOIN instances i ON i.instance_id = b.instance_id
+     WHERE b.visible_at <= {NOW} AND i.lock_expires < {NOW})
 """
