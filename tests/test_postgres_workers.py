@@ -199,28 +199,29 @@ def test_four_workers_2000_orchestrations_with_a_kill_9(pg_schema, tmp_path):
     (tmp_path / "app.py").write_text(APP)
     url = hub_url(pg_schema, lease_seconds=5)
     _prepare(url, pg_schema)
+    # every orchestration is queued before a worker runs, so the kill below lands mid-run
+    # however fast the workers are (when they ran during the starts, a quick machine had
+    # finished everything before the kill)
+    plan = _start_all(url, 2000)
     workers = [_spawn_worker(tmp_path, url) for _ in range(4)]
-    t0 = time.monotonic()
     try:
-        plan = _start_all(url, 2000)
         # kill one worker mid-run (SIGKILL: no cleanup at all), then start a new one
         with admin() as c:
-            deadline = time.monotonic() + 30
-            while c.execute(f"SELECT count(*) FROM {pg_schema}.instances WHERE status = 1"
-                            ).fetchone()[0] < 300:
+            deadline = time.monotonic() + 60
+            count = (f"SELECT count(*) FILTER (WHERE status = 1), count(*) "
+                     f"FROM {pg_schema}.instances")
+            while c.execute(count).fetchone()[0] < 300:
                 assert time.monotonic() < deadline
-                time.sleep(0.05)
-            done_at_kill = c.execute(
-                f"SELECT count(*) FROM {pg_schema}.instances WHERE status = 1").fetchone()[0]
-        assert done_at_kill < 2000, "the run finished before the kill"
-        workers[1].kill()
+                time.sleep(0.02)
+            done_at_kill, total = c.execute(count).fetchone()
+            workers[1].kill()
+        # the parents' sub-orchestrations are instances too: the total is above 2,000
+        assert done_at_kill < total, "the run finished before the kill"
         workers[1].wait()
         workers[1] = _spawn_worker(tmp_path, url)
         _check_all(url, plan, timeout=90)
-        elapsed = time.monotonic() - t0
     finally:
         errs = [_stop(w) for w in workers]
-    assert elapsed < 90, elapsed
     for e in errs:
         assert "Traceback" not in e, e
     _audit(pg_schema)
