@@ -26,6 +26,7 @@ Routes (``prefix`` defaults to ``/operations``):
 ``POST {prefix}/instances/{id}/raiseEvent/{event}``       management (auth dependency)
 ``POST {prefix}/instances/{id}/terminate|suspend|resume|restart``
 ``DELETE {prefix}/instances/{id}``                        purge
+``GET  {prefix}/metrics``                                 Prometheus scrape (management auth)
 ========================================================  ====================================
 
 The status document speaks two vocabularies at once: ``status`` is the long-running-operation
@@ -44,7 +45,8 @@ and the same actions as the management routes behind the same auth.
 The package's modules: ``operations`` (the router), ``documents`` (ids, status vocabularies,
 payloads decoded without failing), ``bodies`` (reading JSON bodies and input models),
 ``problems`` (RFC 9457 documents and their OpenAPI description), ``middleware`` (the body-size
-limit), ``auth``, ``lifespans``, ``encoding`` (response JSON) and ``dashboard``.
+limit), ``auth``, ``lifespans``, ``encoding`` (response JSON), ``metrics`` (the Prometheus scrape
+endpoint) and ``dashboard``.
 """
 
 from __future__ import annotations

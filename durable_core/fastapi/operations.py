@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import inspect
-from typing import Any, Awaitable, Callable, Iterable, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Mapping, Optional, Sequence, Union
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
@@ -37,7 +37,11 @@ from .documents import (
     safe_payload,
 )
 from .encoding import dumps as _dumps, iso as _iso
+from .metrics import add_metrics_route
 from .problems import PROBLEM_MEDIA_TYPE, ProblemError, install_problem_handlers
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 __all__ = ["OperationsAPI", "OrchestratorRef", "add_head_routes"]
 
@@ -83,6 +87,12 @@ class OperationsAPI:
     input_models:
         Pydantic models validating the input of orchestrators (by name or function) on every
         route that starts them; :meth:`bind` with ``input_model`` adds to it.
+    metrics:
+        Serve ``GET {prefix}/metrics``, a Prometheus scrape endpoint behind the management auth
+        (501 when ``prometheus_client`` is not installed); ``False`` leaves the route out.
+    metrics_registry:
+        The ``prometheus_client`` ``CollectorRegistry`` it serves; ``None`` is the library's
+        default ``REGISTRY``, where OpenTelemetry's ``PrometheusMetricReader`` registers itself.
     """
 
     def __init__(
@@ -104,6 +114,8 @@ class OperationsAPI:
         input_models: Optional[Mapping[OrchestratorRef, Any]] = None,
         name: str = "durable",
         tags: Optional[list[str]] = None,
+        metrics: bool = True,
+        metrics_registry: Optional["CollectorRegistry"] = None,
     ) -> None:
         if management_auth is not None and allow_unauthenticated_management:
             raise ValueError("pass management_auth or allow_unauthenticated_management, not both")
@@ -125,6 +137,7 @@ class OperationsAPI:
         self.max_wait = float(max_wait)
         self.include_stack_traces = include_stack_traces
         self.name = name
+        self.metrics, self.metrics_registry = metrics, metrics_registry
         if management_auth is not None:
             self._mgmt_dep: Callable[..., Any] = management_auth
         elif allow_unauthenticated_management:
@@ -773,6 +786,8 @@ class OperationsAPI:
             openapi_extra=sec or None,
             response_class=Response,
         )
+        if self.metrics:
+            add_metrics_route(self, mgmt, sec)
         add_head_routes(r)
 
     async def _start_generic(
