@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import os
 import threading
 import time
@@ -112,7 +113,12 @@ def _timeout_error(instance_id: str, timeout: Optional[float], what: str) -> Tim
 class _Core:
     """What both clients share: every operation except waiting, synchronous and short."""
 
-    def __init__(self, store: Union[str, Backend], converter: Optional[DataConverter]) -> None:
+    def __init__(self, store: Union[str, Backend], converter: Optional[DataConverter],
+                 tracer_provider: Any = None) -> None:
+        from .telemetry import client_tracing
+
+        #: spans around starts, and the trace context stored with them (None: no OpenTelemetry)
+        self.tracing = client_tracing(tracer_provider)
         if isinstance(store, Backend):
             self.backend = store
             self._own = False
@@ -165,10 +171,18 @@ class _Core:
                     isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
                 raise TypeError("tags must map str to str")
         data = self.converter.serialize(input)
-        self.store.create(
-            instance_id, name, data, version=version, start_at=_us(start_at),
-            tags=dict(tags) if tags else None, reuse_policy=reuse_policy or ReuseIdPolicy.ERROR,
-        )
+        tracing = self.tracing
+        if tracing is None:
+            self.store.create(
+                instance_id, name, data, version=version, start_at=_us(start_at),
+                tags=dict(tags) if tags else None,
+                reuse_policy=reuse_policy or ReuseIdPolicy.ERROR)
+            return instance_id
+        with tracing.start(name, instance_id, version, retry=(TryLater,)) as trace_context:
+            self.store.create(
+                instance_id, name, data, version=version, start_at=_us(start_at),
+                tags=dict(tags) if tags else None,
+                reuse_policy=reuse_policy or ReuseIdPolicy.ERROR, trace_context=trace_context)
         return instance_id
 
     def get_state(self, instance_id: str, fetch_payloads: bool = True) -> Optional[OrchestrationState]:
@@ -288,12 +302,17 @@ class Client:
     """Blocking client for the store at ``store`` (a URL or an open backend).
 
     Every method writes at most one transaction; see the module docstring for waiting.
+
+    With ``opentelemetry-api`` installed, each start is traced (a ``create_orchestration``
+    span through ``tracer_provider``, or the global provider when None) and the trace context
+    is stored with it, so the worker's spans join the caller's trace.
     """
 
     def __init__(
-        self, store: Union[str, Backend] = DEFAULT_URL, *, converter: Optional[DataConverter] = None
+        self, store: Union[str, Backend] = DEFAULT_URL, *, converter: Optional[DataConverter] = None,
+        tracer_provider: Any = None,
     ) -> None:
-        self._core = _Core(store, converter)
+        self._core = _Core(store, converter, tracer_provider)
 
     @property
     def backend(self) -> Backend:
@@ -501,14 +520,15 @@ class AsyncClient:
     process, the checkpointer) is not blocked on the lock: it yields to the loop and tries
     again, up to the store's busy timeout (then :class:`~durable_core.StoreBusyError`). On a
     networked store (PostgreSQL) every call runs on a small thread pool, so a slow query holds
-    up only the request that made it.
+    up only the request that made it. Starts are traced as in :class:`Client` (the caller's
+    trace context goes with the call to the thread pool).
     """
 
     def __init__(
         self, store: Union[str, Backend] = DEFAULT_URL, *, converter: Optional[DataConverter] = None,
-        max_threads: int = 8,
+        max_threads: int = 8, tracer_provider: Any = None,
     ) -> None:
-        self._core = _Core(store, converter)
+        self._core = _Core(store, converter, tracer_provider)
         self._write_queue: Optional[tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = None
         self._inline = self._core.backend.concurrency == "inline"
         self._threads: Optional[concurrent.futures.ThreadPoolExecutor] = None
@@ -579,6 +599,12 @@ class AsyncClient:
     ) -> str:
         """See :meth:`Client.schedule_new_orchestration`."""
         core = self._core
+        if core.tracing is not None and not self._inline:
+            # the thread pool does not carry the caller's context (its span): take it along
+            ctx = contextvars.copy_context()
+            return await self._write(
+                lambda: ctx.run(core.schedule, orchestrator, input, instance_id, start_at, tags,
+                                reuse_policy, version))
         return await self._write(
             lambda: core.schedule(orchestrator, input, instance_id, start_at, tags, reuse_policy,
                                   version)

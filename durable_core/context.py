@@ -75,7 +75,9 @@ class ReplaySafeLogger:
     """A logger that writes only while the orchestrator is not replaying.
 
     Replays re-run the code from the start; logging through ``ctx.logger`` keeps each message
-    to one occurrence (when the step first ran). Methods mirror :class:`logging.Logger`.
+    to one occurrence (when the step first ran). Methods mirror :class:`logging.Logger`. Each
+    record carries ``instance_id`` and ``orchestration_name`` as structured fields (``extra``),
+    which formatters (``%(instance_id)s``) and OpenTelemetry's logging handler pick up.
     """
 
     __slots__ = ("_ctx", "_logger")
@@ -86,6 +88,17 @@ class ReplaySafeLogger:
 
     def _ok(self) -> bool:
         return not self._ctx.is_replaying
+
+    def _fields(self, kwargs: dict[str, Any]) -> None:
+        """The record names its orchestration: ``instance_id`` and ``orchestration_name`` as
+        structured fields (``extra``; the caller's own ``extra`` keys win)."""
+        kwargs.setdefault("stacklevel", 2)
+        ctx = self._ctx
+        fields = {"instance_id": ctx.instance_id, "orchestration_name": ctx.__dict__.get("_name")}
+        extra = kwargs.get("extra")
+        if extra:
+            fields.update(extra)
+        kwargs["extra"] = fields
 
     @property
     def logger(self) -> logging.Logger:
@@ -99,43 +112,43 @@ class ReplaySafeLogger:
     def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
         """Log ``msg`` at ``level`` unless replaying."""
         if self._ok():
-            kwargs.setdefault("stacklevel", 2)
+            self._fields(kwargs)
             self._logger.log(level, msg, *args, **kwargs)
 
     def debug(self, msg: Any, *args: Any, **kwargs: Any) -> None:
         """Log at DEBUG unless replaying."""
         if self._ok():
-            kwargs.setdefault("stacklevel", 2)
+            self._fields(kwargs)
             self._logger.debug(msg, *args, **kwargs)
 
     def info(self, msg: Any, *args: Any, **kwargs: Any) -> None:
         """Log at INFO unless replaying."""
         if self._ok():
-            kwargs.setdefault("stacklevel", 2)
+            self._fields(kwargs)
             self._logger.info(msg, *args, **kwargs)
 
     def warning(self, msg: Any, *args: Any, **kwargs: Any) -> None:
         """Log at WARNING unless replaying."""
         if self._ok():
-            kwargs.setdefault("stacklevel", 2)
+            self._fields(kwargs)
             self._logger.warning(msg, *args, **kwargs)
 
     def error(self, msg: Any, *args: Any, **kwargs: Any) -> None:
         """Log at ERROR unless replaying."""
         if self._ok():
-            kwargs.setdefault("stacklevel", 2)
+            self._fields(kwargs)
             self._logger.error(msg, *args, **kwargs)
 
     def exception(self, msg: Any, *args: Any, **kwargs: Any) -> None:
         """Log at ERROR with the current exception unless replaying."""
         if self._ok():
-            kwargs.setdefault("stacklevel", 2)
+            self._fields(kwargs)
             self._logger.exception(msg, *args, **kwargs)
 
     def critical(self, msg: Any, *args: Any, **kwargs: Any) -> None:
         """Log at CRITICAL unless replaying."""
         if self._ok():
-            kwargs.setdefault("stacklevel", 2)
+            self._fields(kwargs)
             self._logger.critical(msg, *args, **kwargs)
 
 

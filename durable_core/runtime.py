@@ -35,7 +35,8 @@ class Runtime:
 
     ``registry`` defaults to the functions decorated with ``@dc.orchestrator`` /
     ``@dc.activity``; ``converter`` (JSON by default) is shared by worker and clients.
-    Other keyword arguments go to :class:`~durable_core.worker.Worker`.
+    Other keyword arguments go to :class:`~durable_core.worker.Worker` (``tracer_provider``
+    to the clients too).
     """
 
     def __init__(
@@ -73,10 +74,11 @@ class Runtime:
             max_concurrent_orchestrations=max_concurrent_orchestrations,
             **worker_options,
         )
+        tp = worker_options.get("tracer_provider")
         #: blocking client sharing this runtime's store
-        self.client = Client(self.backend, converter=converter)
+        self.client = Client(self.backend, converter=converter, tracer_provider=tp)
         #: asyncio client sharing this runtime's store
-        self.async_client = AsyncClient(self.backend, converter=converter)
+        self.async_client = AsyncClient(self.backend, converter=converter, tracer_provider=tp)
         self._thread: Optional[threading.Thread] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._mode: Optional[str] = None

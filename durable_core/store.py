@@ -478,8 +478,13 @@ class Store:
         self._notify_parent(w, item.claim, _FAILED, None, failure, self._now())
         return w
 
-    def step_write(self, item: WorkItem, res: Any) -> StepWrite:
-        """The rows of one orchestration step (``res``: the engine's ExecutionResult)."""
+    def step_write(self, item: WorkItem, res: Any, *,
+                   trace_context: Optional[str] = None) -> StepWrite:
+        """The rows of one orchestration step (``res``: the engine's ExecutionResult).
+
+        ``trace_context`` (the step's span, when tracing) is stored with what the step starts
+        -- its activities, sub-orchestrations and continue-as-new execution -- so their spans
+        are children of the step's."""
         claim = item.claim
         iid = claim.instance_id
         eid = claim.execution_id
@@ -498,7 +503,7 @@ class Store:
             w.cancel_activities = True
             w.set_result = True
             if status == _CAN:
-                self._continue_as_new(w, claim, comp, now)
+                self._continue_as_new(w, claim, comp, now, trace_context)
             else:
                 w.status = status
                 w.output = comp.result
@@ -509,12 +514,12 @@ class Store:
         for a in res.actions:
             cls = type(a)
             if cls is ScheduleTask:
-                w.activities.append(ActivityWork(iid, eid, a.id, a.name, a.input))
+                w.activities.append(ActivityWork(iid, eid, a.id, a.name, a.input, trace_context))
             elif cls is CreateTimer:
                 ev = h.TimerFired(-1, a.fire_at, a.fire_at, a.id)
                 w.messages.append(Message(iid, _K_TIMER, a.fire_at, h.encode_records([ev]), eid))
             elif cls is CreateSubOrchestration:
-                self._sub_orchestration(w, claim, a, now)
+                self._sub_orchestration(w, claim, a, now, trace_context)
             elif cls is SendEvent:
                 ev = h.EventRaised(-1, now, a.name, a.input)
                 try:
@@ -528,7 +533,8 @@ class Store:
                 raise TypeError(f"the store cannot persist a {cls.__name__} action")
         return w
 
-    def _continue_as_new(self, w: StepWrite, claim: ClaimedInstance, comp: Any, now: int) -> None:
+    def _continue_as_new(self, w: StepWrite, claim: ClaimedInstance, comp: Any, now: int,
+                         trace_context: Optional[str]) -> None:
         new_eid = _new_execution_id()
         w.status = _RUNNING
         w.reset_history = True
@@ -540,14 +546,15 @@ class Store:
         parent = ((claim.parent_instance_id, claim.parent_task_id, claim.parent_execution_id or "")
                   if claim.parent_instance_id is not None else None)
         start = self._started_event(claim.instance_id, new_eid, claim.name, comp.result,
-                                    claim.version, parent, None, None, None, now)
+                                    claim.version, parent, None, None, trace_context, now)
         w.messages.append(Message(claim.instance_id, _K_START, now, h.encode_records([start]),
                                   new_eid))
         for ev in comp.carryover_events or ():
             w.messages.append(Message(claim.instance_id, ev.EVENT_TYPE, now,
                                       h.encode_records([ev])))
 
-    def _sub_orchestration(self, w: StepWrite, claim: ClaimedInstance, a: Any, now: int) -> None:
+    def _sub_orchestration(self, w: StepWrite, claim: ClaimedInstance, a: Any, now: int,
+                           trace_context: Optional[str]) -> None:
         iid = claim.instance_id
         eid = claim.execution_id
 
@@ -563,8 +570,9 @@ class Store:
             w.messages.append(failure_message(type(exc).__name__, str(exc)))
             return
         new = self._new_instance(
-            a.instance_id, a.name, a.input, version=a.version, now=now, start_at=None, tags=None, parent=(iid, a.id, eid),
-            trace_context=None, replace=TERMINAL_STATUSES,
+            a.instance_id, a.name, a.input, version=a.version, now=now, start_at=None,
+            tags=None, parent=(iid, a.id, eid), trace_context=trace_context,
+            replace=TERMINAL_STATUSES,
             on_conflict=failure_message(
                 "OrchestrationAlreadyExistsError",
                 f"a live orchestration instance with id {a.instance_id!r} already exists"))

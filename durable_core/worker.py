@@ -117,6 +117,18 @@ class _ActivityPool:
             self._q.put(None)
 
 
+def _log_fields(it: WorkItem) -> dict[str, Any]:
+    """The structured fields (``extra``) of the worker's log records about an instance."""
+    return {"instance_id": it.instance_id, "orchestration_name": it.name,
+            "execution_id": it.execution_id}
+
+
+def _activity_log_fields(item: ClaimedActivity) -> dict[str, Any]:
+    """The structured fields of the worker's log records about an activity."""
+    return {"instance_id": item.instance_id, "activity_name": item.name,
+            "task_id": item.task_id, "execution_id": item.execution_id}
+
+
 def _make_timer_service() -> Any:
     from .timer import TimerService
 
@@ -132,6 +144,10 @@ class Worker:
     replays (the group-commit batch). ``lease_seconds`` is how long a claim lasts without a
     heartbeat. Use :meth:`start` / :meth:`stop` on a running loop, :meth:`run` to serve until
     cancelled, or :meth:`run_sync` to block the calling thread (SIGINT/SIGTERM stop it cleanly).
+
+    With ``opentelemetry-api`` installed the worker emits traces and metrics
+    (:mod:`durable_core.telemetry`) through ``tracer_provider`` / ``meter_provider``, or the
+    global providers when those are None; with no provider set it records nothing.
     """
 
     def __init__(
@@ -147,6 +163,8 @@ class Worker:
         lookahead_seconds: float = 30.0,
         safety_poll_seconds: float = 1.0,
         versioning: Optional[VersioningOptions] = None,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
     ) -> None:
         if max_concurrent_activities < 1 or max_concurrent_orchestrations < 1:
             raise ValueError("concurrency limits must be at least 1")
@@ -195,6 +213,14 @@ class Worker:
         #: counters, for tests and benchmarks
         self.stats = {"steps": 0, "activities": 0, "commits": 0, "refused": 0, "abandoned": 0,
                       "rejected": 0}
+        from .telemetry import worker_telemetry
+
+        self._tel = worker_telemetry(self.owner, self.backend, tracer_provider=tracer_provider,
+                                     meter_provider=meter_provider,
+                                     cache_size=sticky_cache_size)
+        #: per step in flight, when telemetry is on: id(StepWrite) -> its StepTrace
+        self._traces: dict[int, Any] = {}
+        self._tel_on = False
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -250,6 +276,8 @@ class Worker:
             log.exception("durable_core worker: could not release its leases")
         if self._pool is not None:
             self._pool.shutdown()
+        if self._tel is not None:
+            self._tel.close()
         if self._own_backend:
             self.backend.close()
 
@@ -418,13 +446,15 @@ class Worker:
         commits: list[StepWrite] = list(self._retry_commits)
         results: list[Any] = [None] * len(commits)
         self._retry_commits = []
+        tel = self._tel
+        self._tel_on = tel_on = tel is not None and tel.resolve()
         if pending:
             now = self.backend.now()
             for it in pending:
                 c = self._version_check(it, now)
                 res = None
                 if c is None:
-                    c, res = self._step(it, now)
+                    c, res = self._step_traced(it, now) if tel_on else self._step(it, now)
                 commits.append(c)
                 results.append(res)
         comp = self._completions
@@ -450,6 +480,10 @@ class Worker:
             comp.extendleft(reversed(completions))
             raise
         self._retry_commits = t.settlements
+        if self._traces:
+            self._steps_committed(commits, t.refused)
+        if tel_on:
+            tel.claimed(t.work, t.activities)  # type: ignore[union-attr]
         if commits:
             self.stats["steps"] += len(commits)
             self.stats["commits"] += 1
@@ -509,26 +543,43 @@ class Worker:
             return self.store.failed_write(it, fd)
         self.stats["rejected"] += 1
         log.info("orchestration %r (version %r) left for another worker: this one runs %r at "
-                 "version %r", it.instance_id, theirs, it.name, mine)
+                 "version %r", it.instance_id, theirs, it.name, mine, extra=_log_fields(it))
         later = now + int(opts.retry_after_seconds * 1_000_000)
         return StepWrite(it.instance_id, it.claim.fence, it.claim.status, touch=False,
                          deferrals=[(m, later) for m in it.consumed])
 
-    def _step(self, it: WorkItem, now: int) -> tuple[StepWrite, Any]:
+    def _step(self, it: WorkItem, now: int, trace: Any = None) -> tuple[StepWrite, Any]:
+        """Replay ``it`` and run its new code: the step's write, and (the engine's result,
+        the execution id) for the session cache (None when the step failed).
+
+        ``trace``: a list to receive the step's StepTrace (telemetry on), which this fills in.
+        """
         iid = it.instance_id
         key = (iid, it.execution_id)
+        st = None
         try:
             new_events = [OrchestratorStarted(-1, now)]
             new_events.extend(it.new_events)
             sess = self._sessions.pop(key, None)
-            if sess is not None and sess.history_length == it.history_length:
+            sticky = sess is not None and sess.history_length == it.history_length
+            old = None if sticky else self.store.load_history(it)
+            if trace is not None:
+                st = self._tel.begin_step(  # type: ignore[union-attr]
+                    it, new_events, old, lambda: self.store.load_history(it))
+                trace.append(st)
+            if sticky:
                 res = sess.execute(new_events)
             else:
-                old = self.store.load_history(it)
                 res = self._executor.execute(iid, old, new_events)
-            return self.store.step_write(it, res), (res, it.execution_id)
+            w = self.store.step_write(it, res,
+                                      trace_context=st.traceparent if st is not None else None)
+            if st is not None:
+                self._tel.end_step(st, w, res, 0 if sticky else len(old or ()),  # type: ignore[union-attr]
+                                   sticky, new_events)
+            return w, (res, it.execution_id)
         except HistoryCorruptError as exc:
-            log.error("orchestration %r: corrupt history: %s", iid, exc)
+            log.error("orchestration %r: corrupt history: %s", iid, exc,
+                      extra=_log_fields(it))
             fd = FailureDetails(
                 "HistoryCorruptError",
                 f"the stored history of {iid!r} is corrupt (byte offset {exc.offset}"
@@ -539,8 +590,33 @@ class Worker:
             )
             return self.store.failed_write(it, fd), None
         except BaseException as exc:  # noqa: BLE001 - user code or an engine bug: fail the instance
-            log.exception("orchestration %r: replay failed", iid)
+            log.exception("orchestration %r: replay failed", iid, extra=_log_fields(it))
             return self.store.failed_write(it, failure_details_of(exc)), None
+
+    def _step_traced(self, it: WorkItem, now: int) -> tuple[StepWrite, Any]:
+        """:meth:`_step` with telemetry: the step's trace waits for its commit."""
+        box: list[Any] = []
+        w, res = self._step(it, now, box)
+        if box:
+            st = box[0]
+            if res is None:  # the step failed: the write fails the instance
+                self._tel.end_step(st, w, None, 0, False, it.new_events)  # type: ignore[union-attr]
+            self._traces[id(w)] = st
+        return w, res
+
+    def _steps_committed(self, commits: list[StepWrite], refused: list[StepWrite]) -> None:
+        """After a turn's commit: end the spans and record the metrics of its steps."""
+        tel = self._tel
+        traces = self._traces
+        no = {id(c) for c in refused} if refused else ()
+        for c in commits:
+            st = traces.pop(id(c), None)
+            if st is None:
+                continue
+            if no and id(c) in no:
+                tel.refused(st)  # type: ignore[union-attr]
+            else:
+                tel.committed(st, c)  # type: ignore[union-attr]
 
     # -- activities ------------------------------------------------------------------------
     def _dispatch_activity(self, item: ClaimedActivity) -> None:
@@ -590,6 +666,8 @@ class Worker:
 
     def _run_sync(self, fn: Any, item: ClaimedActivity) -> None:
         """Thread-pool job: run a sync activity and hand the outcome to the loop."""
+        run = self._tel.activity(item) if self._tel_on else None  # type: ignore[union-attr]
+        fd = None
         try:
             ctx = self._activity_ctx(item)
             n = self._nargs(fn)
@@ -599,13 +677,18 @@ class Worker:
                 out = fn(ctx) if n == 1 else fn()
             r = self.store.activity_outcome(item, self.converter.serialize(out), None)
         except BaseException as exc:  # noqa: BLE001 - the failure goes to the orchestrator
-            r = self.store.activity_outcome(item, None, failure_details_of(exc))
+            fd = failure_details_of(exc)
+            r = self.store.activity_outcome(item, None, fd)
+        if run is not None:
+            run.end(fd, abandoned=item.id in self._abandoned)
         if item.id in self._abandoned and self._pool is not None:
             self._pool.abandoned_done()
         self._completions.append(r)
         self._wake_threadsafe()
 
     async def _run_async(self, fn: Any, item: ClaimedActivity) -> None:
+        run = self._tel.activity(item) if self._tel_on else None  # type: ignore[union-attr]
+        fd = None
         try:
             ctx = self._activity_ctx(item)
             n = self._nargs(fn)
@@ -615,11 +698,16 @@ class Worker:
                 out = await (fn(ctx) if n == 1 else fn())
             r = self.store.activity_outcome(item, self.converter.serialize(out), None)
         except asyncio.CancelledError:
+            if run is not None:
+                run.end(None, cancelled=True)
             if item.id in self._abandoned:
                 return  # its instance finished: nobody waits for it
             raise
         except BaseException as exc:  # noqa: BLE001 - user code: SystemExit too fails the task
-            r = self.store.activity_outcome(item, None, failure_details_of(exc))
+            fd = failure_details_of(exc)
+            r = self.store.activity_outcome(item, None, fd)
+        if run is not None:
+            run.end(fd)
         self._completions.append(r)
         self._wake()
 
@@ -652,7 +740,8 @@ class Worker:
                 "durable_core worker: activity %r of %r is no longer wanted (its instance "
                 "finished or another worker took it over); it runs to its end in the "
                 "background and its result is discarded",
-                item.name if item else activity_id, item.instance_id if item else "?")
+                item.name if item else activity_id, item.instance_id if item else "?",
+                extra=_activity_log_fields(item) if item else None)
         self._wake()
 
     # -- inspection ------------------------------------------------------------------------

@@ -1,0 +1,369 @@
+"""The worker's traces and metrics (see :mod:`durable_core.telemetry`).
+
+Spans, and when each is emitted:
+
+- ``orchestration_step <name>`` (INTERNAL), one per committed step: the replay and the new
+  code's run, with the replayed and new event counts; timers created or fired, external events
+  received or sent, suspend / resume / terminate requests are its span events. Its parent is
+  the orchestration's trace context (stored with the start). A step whose commit the store
+  refuses (the lease was lost: another worker redoes it) or that never commits (the worker
+  died) is never ended, so never exported: replays and redone steps do not duplicate spans.
+- ``orchestration <name>`` (SERVER), one per execution, from its ``ExecutionStarted`` to the
+  step that ended it (completed, failed, terminated or continued as new), emitted when that
+  step commits; a link names the last step's span. Same parent as the steps.
+- ``activity <name>`` (SERVER), one per execution of an activity (a retry is a new activity,
+  so a new span; a run after a worker died has ``attempt`` 2 and up), child of the step that
+  scheduled it, current while the activity's code runs (its own spans nest under it).
+
+When the code that started an orchestration had no trace, its first step's span is the root
+and its context is recorded in the ``ExecutionStarted`` the step writes, so the later steps,
+activities and sub-orchestrations still join one trace.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from typing import Any, Callable, Optional, Sequence
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics as otel_metrics
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+
+from .. import history as h
+from ..status import TERMINAL_STATUSES, OrchestrationStatus
+from ..task import CreateSubOrchestration, CreateTimer, ScheduleTask, SendEvent
+from . import attributes as A
+from .context import decode, encode_span
+from .metrics import Instruments
+
+__all__ = ["WorkerTelemetry", "StepTrace", "ActivityRun"]
+
+_VERSION = "0.1.0"
+_INACTIVE = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+_INACTIVE_METERS = (type(otel_metrics.get_meter_provider()), otel_metrics.NoOpMeterProvider)
+_ROOT = Context()
+_COMPLETED = OrchestrationStatus.COMPLETED
+_FAILED = OrchestrationStatus.FAILED
+_TERMINATED = OrchestrationStatus.TERMINATED
+_CAN = OrchestrationStatus.CONTINUED_AS_NEW
+
+
+def _iso(us: int) -> str:
+    return h.to_datetime(us).isoformat()
+
+
+class _Execution:
+    """What every step of one execution needs: its parent context, start time, version."""
+
+    __slots__ = ("parent", "started_at", "version")
+
+    def __init__(self, parent: Optional[str], started_at: int, version: Optional[str]) -> None:
+        self.parent = parent
+        self.started_at = started_at
+        self.version = version
+
+
+class StepTrace:
+    """One step in flight: its span (None when only metrics are on) and what the metrics
+    record once it commits."""
+
+    __slots__ = ("span", "t0", "duration", "execution", "first", "replayed", "name",
+                 "instance_id", "execution_id", "traceparent")
+
+    def __init__(self) -> None:
+        self.span: Any = None
+        self.t0 = 0.0
+        self.duration = 0.0
+        self.execution: Optional[_Execution] = None
+        self.first = False
+        self.replayed = 0
+        self.name = ""
+        self.instance_id = ""
+        self.execution_id = ""
+        #: the stored form of the step span's context: the parent of what the step starts
+        self.traceparent: Optional[str] = None
+
+
+class ActivityRun:
+    """One activity execution: its span made current while the code runs."""
+
+    __slots__ = ("_tel", "_span", "_token", "_t0", "_name")
+
+    def __init__(self, tel: "WorkerTelemetry", item: Any) -> None:
+        self._tel = tel
+        self._name = item.name
+        self._span = None
+        self._token = None
+        tracer = tel.tracer
+        if tracer is not None:
+            parent = decode(item.trace_context) or _ROOT
+            self._span = span = tracer.start_span(
+                f"activity {item.name}", context=parent, kind=SpanKind.SERVER,
+                attributes={A.ACTIVITY_NAME: item.name, A.INSTANCE_ID: item.instance_id,
+                            A.EXECUTION_ID: item.execution_id, A.TASK_ID: item.task_id,
+                            A.ATTEMPT: item.attempt, A.WORKER_ID: tel.owner})
+            self._token = otel_context.attach(trace.set_span_in_context(span, parent))
+        self._t0 = time.perf_counter()
+
+    def end(self, failure: Any = None, *, abandoned: bool = False,
+            cancelled: bool = False) -> None:
+        """The activity returned (``failure``: the FailureDetails it failed with)."""
+        dt = time.perf_counter() - self._t0
+        if self._token is not None:
+            otel_context.detach(self._token)
+            self._token = None
+        outcome = ("abandoned" if abandoned or cancelled
+                   else "failed" if failure is not None else "completed")
+        span = self._span
+        if span is not None:
+            span.set_attribute(A.ACTIVITY_OUTCOME, outcome)
+            if failure is not None:
+                span.set_attribute(A.ERROR_TYPE, failure.error_type)
+                span.set_status(Status(StatusCode.ERROR, failure.message))
+            span.end()
+        inst = self._tel.instruments
+        if inst is not None:
+            attrs = {A.ACTIVITY_NAME: self._name, A.ACTIVITY_OUTCOME: outcome}
+            if failure is not None:
+                attrs[A.ERROR_TYPE] = failure.error_type
+            inst.activity_runs.add(1, attrs)
+            inst.activity_duration.record(dt, {A.ACTIVITY_NAME: self._name})
+
+
+class WorkerTelemetry:
+    """Traces and metrics of one worker.
+
+    ``tracer_provider`` / ``meter_provider``: OpenTelemetry providers to use; None follows the
+    global ones (``opentelemetry.trace.set_tracer_provider``...), looked up at every dispatcher
+    turn, so a provider set after the worker started is picked up. While neither is set the
+    worker does no telemetry work at all beyond that look-up.
+    """
+
+    def __init__(self, owner: str, backend: Any, *, tracer_provider: Any = None,
+                 meter_provider: Any = None, cache_size: int = 4096) -> None:
+        self.owner = owner
+        self._backend = backend
+        self._tp = tracer_provider
+        self._mp = meter_provider
+        self._seen_tp: Any = None
+        self._seen_mp: Any = None
+        #: the tracer, when traces are on
+        self.tracer: Any = None
+        #: the instruments, when metrics are on
+        self.instruments: Optional[Instruments] = None
+        self._executions: collections.OrderedDict[tuple[str, str], _Execution] = (
+            collections.OrderedDict())
+        self._cache_size = max(16, cache_size)
+
+    # -- providers ---------------------------------------------------------------------------
+    def resolve(self) -> bool:
+        """Pick up the providers (once per turn); True when traces or metrics are on."""
+        tp = self._tp if self._tp is not None else trace.get_tracer_provider()
+        if tp is not self._seen_tp:
+            self._seen_tp = tp
+            self.tracer = (None if isinstance(tp, _INACTIVE)
+                           else tp.get_tracer("durable_core", _VERSION))
+        mp = self._mp if self._mp is not None else otel_metrics.get_meter_provider()
+        if mp is not self._seen_mp:
+            self._seen_mp = mp
+            if self.instruments is not None:
+                self.instruments.close()
+            self.instruments = (None if isinstance(mp, _INACTIVE_METERS)
+                                else Instruments(mp.get_meter("durable_core", _VERSION),
+                                                 self._backend))
+        return self.tracer is not None or self.instruments is not None
+
+    def close(self) -> None:
+        if self.instruments is not None:
+            self.instruments.close()
+
+    # -- steps -------------------------------------------------------------------------------
+    def _execution(self, item: Any, new_events: list[Any], old: Optional[list[Any]],
+                   load: Callable[[], list[Any]], st: StepTrace) -> Optional[tuple[_Execution, int]]:
+        """The execution's info, and the index in ``new_events`` of its ExecutionStarted
+        when this is its first step (-1 otherwise)."""
+        key = (item.instance_id, item.execution_id)
+        ex = self._executions.get(key)
+        if ex is not None:
+            self._executions.move_to_end(key)
+            return ex, -1
+        es = None
+        at = -1
+        for i, e in enumerate(new_events):
+            if type(e) is h.ExecutionStarted:
+                es, at = e, i
+                break
+        if es is None:
+            hist = old if old is not None else load()
+            for e in hist[:4]:  # after the first step's OrchestratorStarted
+                if type(e) is h.ExecutionStarted:
+                    es = e
+                    break
+        if es is None:
+            return None
+        ex = _Execution(es.trace_context, es.timestamp, es.version)
+        return ex, at
+
+    def begin_step(self, item: Any, new_events: list[Any], old: Optional[list[Any]],
+                   load: Callable[[], list[Any]]) -> StepTrace:
+        """A step starts. On an execution's first step without a stored trace context the
+        step's span becomes the root and ``new_events``' ExecutionStarted gets its context."""
+        st = StepTrace()
+        st.name = item.name
+        st.instance_id = item.instance_id
+        st.execution_id = item.execution_id
+        found = self._execution(item, new_events, old, load, st)
+        if found is not None:
+            ex, at = found
+            st.execution = ex
+            st.first = at >= 0
+        tracer = self.tracer
+        if tracer is not None:
+            ex = st.execution
+            parent = decode(ex.parent) if ex is not None else None
+            attrs = {A.INSTANCE_ID: item.instance_id, A.EXECUTION_ID: item.execution_id,
+                     A.ORCHESTRATION_NAME: item.name, A.WORKER_ID: self.owner}
+            if ex is not None and ex.version is not None:
+                attrs[A.ORCHESTRATION_VERSION] = ex.version
+            st.span = span = tracer.start_span(
+                f"orchestration_step {item.name}", context=parent or _ROOT,
+                kind=SpanKind.INTERNAL, attributes=attrs)
+            st.traceparent = encode_span(span)
+            if ex is not None and parent is None and st.first and found is not None:
+                # no trace at the start: this span is the root; record it for what follows
+                at = found[1]
+                ex.parent = st.traceparent
+                new_events[at] = new_events[at]._replace(trace_context=st.traceparent)
+        st.t0 = time.perf_counter()
+        return st
+
+    def end_step(self, st: StepTrace, write: Any, res: Any, replayed: int, sticky: bool,
+                 new_events: Sequence[Any]) -> None:
+        """The step ran (``res``: the engine's result, None when it failed before one)."""
+        st.duration = time.perf_counter() - st.t0
+        st.replayed = replayed
+        span = st.span
+        if span is None or not span.is_recording():
+            return
+        status = write.status
+        span.set_attribute(A.ORCHESTRATION_STATUS, OrchestrationStatus(status).name
+                           if write.new_execution_id is None else _CAN.name)
+        span.set_attribute(A.REPLAYED_EVENTS, replayed)
+        span.set_attribute(A.NEW_EVENTS, len(new_events))
+        span.set_attribute(A.STICKY, sticky)
+        if res is not None:
+            span.set_attribute(A.ACTIONS, len(res.actions))
+            span.set_attribute(A.HISTORY_LENGTH, write.history_base + write.history_added)
+        for e in new_events:
+            cls = type(e)
+            if cls is h.TimerFired:
+                span.add_event("timer fired", {A.TIMER_ID: e.timer_id, A.FIRE_AT: _iso(e.fire_at)})
+            elif cls is h.EventRaised:
+                span.add_event("event received", {A.EVENT_NAME: e.name})
+            elif cls is h.ExecutionTerminated:
+                span.add_event("terminate requested")
+            elif cls is h.ExecutionSuspended:
+                span.add_event("suspend requested")
+            elif cls is h.ExecutionResumed:
+                span.add_event("resume requested")
+        if res is not None:
+            for a in res.actions:
+                cls = type(a)
+                if cls is CreateTimer:
+                    span.add_event("timer created", {A.TIMER_ID: a.id, A.FIRE_AT: _iso(a.fire_at)})
+                elif cls is SendEvent:
+                    span.add_event("event sent", {A.EVENT_NAME: a.name,
+                                                  A.INSTANCE_ID: a.instance_id})
+                elif cls is ScheduleTask:
+                    span.add_event("activity scheduled", {A.ACTIVITY_NAME: a.name, A.TASK_ID: a.id})
+                elif cls is CreateSubOrchestration:
+                    span.add_event("sub-orchestration started",
+                                   {A.ORCHESTRATION_NAME: a.name, A.INSTANCE_ID: a.instance_id})
+        fd = write.failure
+        if status == _FAILED and fd is not None:
+            span.set_attribute(A.ERROR_TYPE, fd.error_type)
+            span.set_status(Status(StatusCode.ERROR, fd.message))
+
+    def committed(self, st: StepTrace, write: Any) -> None:
+        """The step's write committed: end its span, emit the orchestration's span if the
+        execution ended, record the metrics."""
+        key = (st.instance_id, st.execution_id)
+        status = write.status
+        ended = write.new_execution_id is not None or status in TERMINAL_STATUSES
+        ex = st.execution
+        if ended:
+            self._executions.pop(key, None)
+        elif ex is not None:
+            self._executions[key] = ex
+            if len(self._executions) > self._cache_size:
+                self._executions.popitem(last=False)
+        span = st.span
+        if span is not None:
+            span.end()
+            if ended and ex is not None and self.tracer is not None:
+                self._orchestration_span(st, ex, write, span)
+        inst = self.instruments
+        if inst is not None:
+            name = {A.ORCHESTRATION_NAME: st.name}
+            if st.first:
+                inst.started.add(1, name)
+            inst.step_duration.record(st.duration, name)
+            inst.replayed.record(st.replayed, name)
+            if status == _COMPLETED and write.new_execution_id is None:
+                inst.completed.add(1, name)
+            elif status == _FAILED:
+                attrs = dict(name)
+                if write.failure is not None:
+                    attrs[A.ERROR_TYPE] = write.failure.error_type
+                inst.failed.add(1, attrs)
+            elif status == _TERMINATED:
+                inst.terminated.add(1, name)
+
+    def refused(self, st: StepTrace) -> None:
+        """The store refused the step's write (the lease was lost): its span is dropped
+        unended, and the execution's cached info with it."""
+        self._executions.pop((st.instance_id, st.execution_id), None)
+        st.span = None
+
+    def _orchestration_span(self, st: StepTrace, ex: _Execution, write: Any,
+                            last_step: Any) -> None:
+        parent = decode(ex.parent)
+        status = _CAN if write.new_execution_id is not None else OrchestrationStatus(write.status)
+        attrs = {A.INSTANCE_ID: st.instance_id, A.EXECUTION_ID: st.execution_id,
+                 A.ORCHESTRATION_NAME: st.name, A.ORCHESTRATION_STATUS: status.name}
+        if ex.version is not None:
+            attrs[A.ORCHESTRATION_VERSION] = ex.version
+        span = self.tracer.start_span(
+            f"orchestration {st.name}", context=parent or _ROOT, kind=SpanKind.SERVER,
+            attributes=attrs, start_time=ex.started_at * 1000,
+            links=[Link(last_step.get_span_context())])
+        fd = write.failure
+        if status == _FAILED:
+            if fd is not None:
+                span.set_attribute(A.ERROR_TYPE, fd.error_type)
+            span.set_status(Status(StatusCode.ERROR, fd.message if fd is not None else None))
+        span.end()
+
+    # -- claims and activities ---------------------------------------------------------------
+    def claimed(self, work: Sequence[Any], activities: Sequence[Any]) -> None:
+        """Count the leases this turn's claim took over: instances whose lease expired in a
+        worker's hands, activities claimed again (attempt 2 and up: the worker that held one
+        died or stopped before its outcome was committed)."""
+        inst = self.instruments
+        if inst is None:
+            return
+        for w in work:
+            if getattr(w.claim, "taken_over", False):
+                inst.lease_taken_over("orchestration")
+        for a in activities:
+            if a.attempt > 1:
+                inst.lease_taken_over("activity")
+
+    def activity(self, item: Any) -> Optional[ActivityRun]:
+        """An activity starts to run in the calling thread/task (None: nothing to record)."""
+        if self.tracer is None and self.instruments is None:
+            return None
+        return ActivityRun(self, item)
