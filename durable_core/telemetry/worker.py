@@ -43,7 +43,18 @@ __all__ = ["WorkerTelemetry", "StepTrace", "ActivityRun"]
 
 _VERSION = "0.1.0"
 _INACTIVE = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
-_INACTIVE_METERS = (type(otel_metrics.get_meter_provider()), otel_metrics.NoOpMeterProvider)
+try:  # the global stand-in before a provider is set (no public name for its class)
+    from opentelemetry.metrics._internal import _ProxyMeterProvider as _ProxyMeters
+except ImportError:  # pragma: no cover - a future API version moved it
+    _ProxyMeters = None  # type: ignore[assignment,misc]
+
+
+def _meters_inactive(mp: Any) -> bool:
+    if isinstance(mp, otel_metrics.NoOpMeterProvider):
+        return True
+    if _ProxyMeters is not None:
+        return isinstance(mp, _ProxyMeters)
+    return type(mp).__name__ == "_ProxyMeterProvider"  # pragma: no cover
 _ROOT = Context()
 _COMPLETED = OrchestrationStatus.COMPLETED
 _FAILED = OrchestrationStatus.FAILED
@@ -171,7 +182,7 @@ class WorkerTelemetry:
             self._seen_mp = mp
             if self.instruments is not None:
                 self.instruments.close()
-            self.instruments = (None if isinstance(mp, _INACTIVE_METERS)
+            self.instruments = (None if _meters_inactive(mp)
                                 else Instruments(mp.get_meter("durable_core", _VERSION),
                                                  self._backend))
         return self.tracer is not None or self.instruments is not None
