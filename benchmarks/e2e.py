@@ -15,6 +15,10 @@ Workloads: one activity; a chain of 5 activities; a 100-way fan-out/fan-in. For 
 Rows: durable_core with the C extension, the same with ``DURABLE_CORE_NO_EXTENSIONS=1``, and
 DBOS on SQLite (``pip install -e '.[bench]'``) with the same workloads. Each runs in its own
 subprocess on a fresh file. Activities do no work, so the figures are the runtime's overhead.
+Two more C rows measure telemetry's cost: OpenTelemetry not importable at all ("OTel absent"),
+and traces and metrics on (the SDK's providers with a batch span processor into an in-memory
+exporter and an in-memory metric reader, set globally). The plain C row has OpenTelemetry's
+API installed and no provider set, what most installs see.
 
     python benchmarks/e2e.py [--n 2000] [--quick]
 
@@ -667,6 +671,38 @@ def run_postgres(dsn: str, n: int, dbos_n: int, counted_n: int) -> None:
 
 
 # -- driver ------------------------------------------------------------------------------------
+class _BlockOtel:
+    """An import finder that makes OpenTelemetry look not installed."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "opentelemetry" or name.startswith("opentelemetry."):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return None
+
+
+def _otel_setup(mode: str) -> Any:
+    """``absent``: block OpenTelemetry's import; ``on``: global SDK providers recording in
+    memory (returns the span exporter); anything else: leave it alone."""
+    if mode == "absent":
+        sys.meta_path.insert(0, _BlockOtel())  # type: ignore[arg-type]
+        return None
+    if mode != "on":
+        return None
+    from opentelemetry import metrics, trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    tp = TracerProvider()
+    tp.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=1 << 16))
+    trace.set_tracer_provider(tp)
+    metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
+    return exporter
+
+
 def _child(which: str, n: int, idle: int, args: Any = None) -> None:
     if which == "pg-client":
         print("RESULT " + json.dumps(_pg_start_client(args.pg_url, n)))
@@ -674,7 +710,16 @@ def _child(which: str, n: int, idle: int, args: Any = None) -> None:
     if which == "pg-dbos":
         _pg_dbos_child(args.pg_url, args.pg_schema, n)
         return
+    mode = os.environ.get("DURABLE_CORE_BENCH_OTEL", "")
+    exporter = _otel_setup(mode) if which == "dc" else None
     res = run_dbos(n, idle) if which == "dbos" else run_durable_core(n, idle)
+    if which == "dc":
+        res["otel_loaded"] = any(m.split(".")[0] == "opentelemetry" for m in sys.modules)
+        if exporter is not None:
+            from opentelemetry import trace
+
+            trace.get_tracer_provider().force_flush()  # type: ignore[attr-defined]
+            res["spans"] = len(exporter.get_finished_spans())
     print("RESULT " + json.dumps(res))
 
 
@@ -712,6 +757,7 @@ def main() -> None:
     ap.add_argument("--dbos-n", type=int, default=200, help="orchestrations per workload for DBOS")
     ap.add_argument("--quick", action="store_true", help="small N (a smoke run)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--skip-otel", action="store_true", help="leave out the telemetry rows")
     ap.add_argument("--pg", action="store_true",
                     help="add the PostgreSQL rows (also when DURABLE_CORE_PG_DSN is set)")
     ap.add_argument("--pg-only", action="store_true", help="only the PostgreSQL rows")
@@ -734,35 +780,45 @@ def main() -> None:
         return
     runs = [
         ("durable_core (C)", "dc", {"DURABLE_CORE_NO_EXTENSIONS": "0"}),
+        ("durable_core (C, OTel absent)", "dc", {"DURABLE_CORE_NO_EXTENSIONS": "0",
+                                                 "DURABLE_CORE_BENCH_OTEL": "absent"}),
+        ("durable_core (C, OTel on)", "dc", {"DURABLE_CORE_NO_EXTENSIONS": "0",
+                                             "DURABLE_CORE_BENCH_OTEL": "on"}),
         ("durable_core (pure Python)", "dc", {"DURABLE_CORE_NO_EXTENSIONS": "1"}),
         ("DBOS (SQLite)", "dbos", {}),
     ]
+    if args.skip_otel:
+        runs = [r for r in runs if "OTel" not in r[0]]
     results = []
     for title, which, env in runs:
         n = args.dbos_n if which == "dbos" else args.n
         results.append((title, _spawn(which, n, args.idle, env, timeout=1200)))
     print(f"e2e benchmark: worker + client in one process, SQLite file, no-op activities "
           f"(N={args.n} one-activity; DBOS N={args.dbos_n})")
-    hdr = (f"{'runtime':<28} {'workload':<18} {'N':>6} {'e2e/s':>9} {'p50 ms':>9} "
+    hdr = (f"{'runtime':<30} {'workload':<18} {'N':>6} {'e2e/s':>9} {'p50 ms':>9} "
            f"{'p99 ms':>9} {'worker/s':>9} {'client/s':>9} {'idle p50':>9}")
     print(hdr)
     print("-" * len(hdr))
     base: dict[str, float] = {}
     for title, res in results:
         if not isinstance(res, dict):
-            print(f"{title:<28} could not run: {res}")
+            print(f"{title:<30} could not run: {res}")
             continue
-        if title.startswith("durable_core (C)") and res.get("impl") != "c":
+        if title.startswith("durable_core (C") and res.get("impl") != "c":
             title = "durable_core (C: NOT BUILT)"
+        if "OTel absent" in title and res.get("otel_loaded"):
+            title += " (NOT BLOCKED)"
         for label, row in res["rows"].items():
             print(
-                f"{title:<28} {label:<18} {row['n']:>6} {_fmt(row['e2e']):>9} "
+                f"{title:<30} {label:<18} {row['n']:>6} {_fmt(row['e2e']):>9} "
                 f"{_fmt(row['p50'], '.1f'):>9} {_fmt(row['p99'], '.1f'):>9} "
                 f"{_fmt(row['worker']):>9} {_fmt(row['client']):>9} "
                 f"{_fmt(row['idle_p50'], '.2f'):>9}"
             )
             if title == "DBOS (SQLite)":
                 base[label] = row["e2e"]
+        if "spans" in res:
+            print(f"{'':<30} ({res['spans']:,} spans recorded)")
     c_res = results[0][1]
     if isinstance(c_res, dict) and base:
         ratios = ", ".join(

@@ -69,12 +69,24 @@ def _iso(us: int) -> str:
 class _Execution:
     """What every step of one execution needs: its parent context, start time, version."""
 
-    __slots__ = ("parent", "started_at", "version")
+    __slots__ = ("parent", "started_at", "version", "_decoded")
 
     def __init__(self, parent: Optional[str], started_at: int, version: Optional[str]) -> None:
         self.parent = parent
         self.started_at = started_at
         self.version = version
+        self._decoded: Any = False
+
+    def parent_context(self) -> Optional[Context]:
+        """The decoded parent (decoded once per execution, not once per step)."""
+        d = self._decoded
+        if d is False:
+            d = self._decoded = decode(self.parent)
+        return d  # type: ignore[no-any-return]
+
+    def set_parent(self, parent: Optional[str]) -> None:
+        self.parent = parent
+        self._decoded = False
 
 
 class StepTrace:
@@ -110,7 +122,7 @@ class ActivityRun:
         self._token = None
         tracer = tel.tracer
         if tracer is not None:
-            parent = decode(item.trace_context) or _ROOT
+            parent = tel.parent_of_activity(item.trace_context) or _ROOT
             self._span = span = tracer.start_span(
                 f"activity {item.name}", context=parent, kind=SpanKind.SERVER,
                 attributes={A.ACTIVITY_NAME: item.name, A.INSTANCE_ID: item.instance_id,
@@ -168,6 +180,20 @@ class WorkerTelemetry:
         self._executions: collections.OrderedDict[tuple[str, str], _Execution] = (
             collections.OrderedDict())
         self._cache_size = max(16, cache_size)
+        self._parents: dict[str, Context] = {}
+
+    def parent_of_activity(self, value: Optional[str]) -> Optional[Context]:
+        """The decoded trace context of an activity row, cached (a fan-out's activities share
+        their step's); safe from any thread."""
+        if not value:
+            return None
+        cache = self._parents
+        ctx = cache.get(value)
+        if ctx is None:
+            if len(cache) >= 1024:
+                cache.clear()
+            ctx = cache[value] = decode(value) or _ROOT
+        return ctx
 
     # -- providers ---------------------------------------------------------------------------
     def resolve(self) -> bool:
@@ -234,7 +260,7 @@ class WorkerTelemetry:
         tracer = self.tracer
         if tracer is not None:
             ex = st.execution
-            parent = decode(ex.parent) if ex is not None else None
+            parent = ex.parent_context() if ex is not None else None
             attrs = {A.INSTANCE_ID: item.instance_id, A.EXECUTION_ID: item.execution_id,
                      A.ORCHESTRATION_NAME: item.name, A.WORKER_ID: self.owner}
             if ex is not None and ex.version is not None:
@@ -246,7 +272,7 @@ class WorkerTelemetry:
             if ex is not None and parent is None and st.first and found is not None:
                 # no trace at the start: this span is the root; record it for what follows
                 at = found[1]
-                ex.parent = st.traceparent
+                ex.set_parent(st.traceparent)
                 new_events[at] = new_events[at]._replace(trace_context=st.traceparent)
         st.t0 = time.perf_counter()
         return st
@@ -260,14 +286,14 @@ class WorkerTelemetry:
         if span is None or not span.is_recording():
             return
         status = write.status
-        span.set_attribute(A.ORCHESTRATION_STATUS, OrchestrationStatus(status).name
-                           if write.new_execution_id is None else _CAN.name)
-        span.set_attribute(A.REPLAYED_EVENTS, replayed)
-        span.set_attribute(A.NEW_EVENTS, len(new_events))
-        span.set_attribute(A.STICKY, sticky)
+        attrs: dict[str, Any] = {
+            A.ORCHESTRATION_STATUS: OrchestrationStatus(status).name
+            if write.new_execution_id is None else _CAN.name,
+            A.REPLAYED_EVENTS: replayed, A.NEW_EVENTS: len(new_events), A.STICKY: sticky}
         if res is not None:
-            span.set_attribute(A.ACTIONS, len(res.actions))
-            span.set_attribute(A.HISTORY_LENGTH, write.history_base + write.history_added)
+            attrs[A.ACTIONS] = len(res.actions)
+            attrs[A.HISTORY_LENGTH] = write.history_base + write.history_added
+        span.set_attributes(attrs)
         for e in new_events:
             cls = type(e)
             if cls is h.TimerFired:
@@ -341,7 +367,7 @@ class WorkerTelemetry:
 
     def _orchestration_span(self, st: StepTrace, ex: _Execution, write: Any,
                             last_step: Any) -> None:
-        parent = decode(ex.parent)
+        parent = ex.parent_context()
         status = _CAN if write.new_execution_id is not None else OrchestrationStatus(write.status)
         attrs = {A.INSTANCE_ID: st.instance_id, A.EXECUTION_ID: st.execution_id,
                  A.ORCHESTRATION_NAME: st.name, A.ORCHESTRATION_STATUS: status.name}
