@@ -376,6 +376,66 @@ def test_a_dead_workers_leases_are_released_at_once(db):
     assert [i.instance_id for i in claim(db, "w2").instances] == ["a"]
 
 
+# -- backlog ----------------------------------------------------------------------------------
+def test_backlog_reads_due_rows_by_index_whatever_the_store_holds(tmp_path):
+    """The backlog a metrics collector reads every few seconds follows the ready work: 200,000
+    finished instances with their history, 1,000 ready ones and 10,000 timers due later."""
+    from durable_core.backends.sqlite.rows import BACKLOG
+
+    b = SqliteBackend(str(tmp_path / "big.db"))
+    try:
+        c = sqlite3.connect(b.path)
+        with c:
+            c.executemany(
+                "INSERT INTO instances(instance_id, execution_id, name, status, created_at, "
+                "last_updated_at, history_length) VALUES (?, 'e', 'orch', 1, ?, ?, 6)",
+                ((f"done-{g}", g, g) for g in range(200_000)))
+            c.executemany("INSERT INTO history(instance_id, seq, data) VALUES (?, 0, x'00')",
+                          ((f"done-{g}",) for g in range(200_000)))
+            c.executemany(
+                "INSERT INTO instances(instance_id, execution_id, name, status, created_at, "
+                "last_updated_at) VALUES (?, 'e', 'orch', 0, ?, ?)",
+                ((f"live-{g}", g, g) for g in range(11_000)))
+            c.executemany(
+                "INSERT INTO inbox(instance_id, kind, visible_at, event) VALUES (?, 6, ?, x'00')",
+                ((f"live-{g}", 10 + g if g < 1000 else 9_000_000_000_000_000 + g)
+                 for g in range(11_000)))
+        c.execute("ANALYZE")
+        plan = [r[3] for r in c.execute("EXPLAIN QUERY PLAN " + BACKLOG, (b.now(),))]
+        c.close()
+        text = "\n".join(plan)
+        assert "SEARCH b USING INDEX inbox_visible (visible_at<?)" in text, text
+        assert "SEARCH i USING PRIMARY KEY (instance_id=?)" in text, text
+        assert not [p for p in plan if p.startswith("SCAN") and p != "SCAN activities"], text
+        assert "history" not in text and "payloads" not in text, text
+        assert b.backlog() == (1000, 0, 10)
+        t0 = time.perf_counter()
+        for _ in range(20):
+            b.backlog()
+        assert (time.perf_counter() - t0) / 20 < 0.05
+    finally:
+        b.close()
+
+
+def test_backlog_is_a_read_that_never_takes_the_write_lock(db):
+    create(db, "a")
+    other = sqlite3.connect(db.path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process writing
+        with db._write_lock, db.attempt():  # and another thread of this one
+            t0 = time.monotonic()
+            assert db.backlog().instances == 1  # no TryLater, no wait
+            assert time.monotonic() - t0 < 0.5
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+    ro = open_backend(db.url + "?mode=ro")
+    try:
+        assert ro.read_only and ro.backlog().instances == 1
+    finally:
+        ro.close()
+
+
 # -- checkpoints ------------------------------------------------------------------------------
 def _wal_after_sustained_writes(tmp_path, name: str, catch_up_pages: int) -> tuple[int, int]:
     """Commit 1,500 instances (8 KB inputs) back to back while background checkpoints run;

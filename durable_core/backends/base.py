@@ -24,6 +24,9 @@ What the contract asks of a store (a networked database as much as a file):
   thread) after commits -- this process's at once, other processes' as soon as the backend
   sees them (``PRAGMA data_version`` polling for SQLite, LISTEN/NOTIFY for PostgreSQL). A
   notification may be spurious; a missed one is made up by a slow safety poll of the waiter.
+- **Observability.** :meth:`Backend.backlog` counts the work ready for a worker (read every
+  few seconds by a metrics collector: cheap, no write lock). A backend without ``backlog``
+  still works; the metrics then leave the backlog gauges out.
 - **Non-blocking use from asyncio.** :attr:`Backend.concurrency` says how an event loop may call
   the backend: ``"inline"`` (short local calls; a write that would wait for another writer
   raises :class:`TryLater` inside :meth:`Backend.attempt` instead of waiting) or
@@ -41,7 +44,8 @@ import threading
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping, Optional, Sequence
+from typing import (Any, Callable, ClassVar, Iterable, Iterator, Mapping, NamedTuple, Optional,
+                    Sequence)
 
 from ..history import FailureDetails
 from ..status import OrchestrationStatus
@@ -65,6 +69,7 @@ __all__ = [
     "Turn",
     "StoredHistory",
     "QueryPage",
+    "Backlog",
     "TryLater",
     "failure_to_json",
     "failure_from_json",
@@ -345,6 +350,21 @@ class QueryPage:
     continuation_token: Optional[str]
 
 
+class Backlog(NamedTuple):
+    """The work ready for a worker now, as :meth:`Backend.backlog` reads it.
+
+    ``instances``: instances with at least one visible, due inbox row whose lease nobody holds
+    (expired or never taken) -- each counted once, however many rows it has. ``activities``:
+    queued activity rows nobody holds a live lease on. ``oldest_visible_at``: the
+    ``visible_at`` (store-clock microseconds) of the oldest visible inbox row of those
+    instances, ``None`` when there is none; activity rows carry no due time and take no part.
+    """
+
+    instances: int
+    activities: int
+    oldest_visible_at: Optional[int]
+
+
 class TryLater(Exception):
     """Inside :meth:`Backend.attempt`: the call would have to wait (another writer holds the
     store). Raised before anything is written, so the call can simply be made again later."""
@@ -615,3 +635,16 @@ class Backend(ABC):
     @abstractmethod
     def next_visible(self, horizon: int) -> list[int]:
         """Distinct ``visible_at`` times of inbox rows not yet due, up to ``horizon``."""
+
+    # -- observability -----------------------------------------------------------------------
+    def backlog(self) -> Backlog:
+        """The work ready now (see :class:`Backlog`), judged by the store's clock.
+
+        A metrics collector reads it every few seconds: one consistent read through the
+        backend's normal read path, never the write lock, and its cost must follow the ready
+        work, not the instances and history the store holds. Optional: the default raises
+        :class:`NotImplementedError`, and the metrics then report no backlog gauges.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} does not report its backlog (Backend.backlog); the "
+            "backlog gauges are left out")

@@ -30,6 +30,7 @@ from ...status import OrchestrationStatus
 from ..base import (
     ActivityOutcome,
     Backend,
+    Backlog,
     ChangeHub,
     InstanceFilter,
     InstanceRow,
@@ -687,9 +688,7 @@ class PostgresBackend(Backend):
     def next_visible(self, horizon: int) -> list[int]:
         return [r[0] for r in self._read(sql.NEXT_VISIBLE, (horizon,))]
 
-    def backlog(self) -> tuple[int, int, Optional[int]]:
-        """(instances with visible unclaimed inbox rows, unclaimed activities, the oldest of
-        those instances' visible inbox rows in store-clock microseconds or None -- activity
-        rows carry no due time and take no part, as the contract says)."""
+    def backlog(self) -> Backlog:
+        """One statement on the server's clock (see :class:`~..base.Backlog`)."""
         r = self._read(sql.BACKLOG)[0]
-        return int(r[0]), int(r[1]), (int(r[2]) if r[2] is not None else None)
+        return Backlog(int(r[0]), int(r[1]), int(r[2]) if r[2] is not None else None)

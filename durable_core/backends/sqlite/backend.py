@@ -30,6 +30,7 @@ from ...status import OrchestrationStatus
 from ..base import (
     ActivityOutcome,
     Backend,
+    Backlog,
     ChangeHub,
     InstanceFilter,
     InstanceRow,
@@ -45,7 +46,7 @@ from ..base import (
 )
 from . import turn
 from .background import Background
-from .rows import SELECT_FULL, SELECT_LEAN, instance_row, json_ids
+from .rows import BACKLOG, SELECT_FULL, SELECT_LEAN, instance_row, json_ids
 from .schema import (
     APPLICATION_ID,
     MIGRATIONS,
@@ -640,11 +641,6 @@ class SqliteBackend(Backend):
             hub.work_added(delayed if not work else None)
         return Turn(refused, items, acts)
 
-
-
-
-
-
     def next_visible(self, horizon: int) -> list[int]:
         return [
             r[0]
@@ -655,4 +651,7 @@ class SqliteBackend(Backend):
             )
         ]
 
-
+    def backlog(self) -> Backlog:
+        # a read (WAL: never waits for a writer, works on a read-only store too)
+        n_inst, oldest, n_act = self._read(BACKLOG, (self._clock(),))[0]
+        return Backlog(n_inst, n_act, oldest)

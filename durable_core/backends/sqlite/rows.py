@@ -1,6 +1,6 @@
 """How the SQLite backend lays rows out: payload kinds as flag bits on the instance row, the
-instance SELECT with its payloads joined in, the statements several writers share, and the
-conversion of a selected row to the contract's :class:`~durable_core.backends.base.InstanceRow`.
+instance SELECT with its payloads joined in, the statements several writers share, the backlog
+read, and the conversion of a selected row to the contract's :class:`~durable_core.backends.base.InstanceRow`.
 """
 
 from __future__ import annotations
@@ -55,6 +55,18 @@ UPSERT_PAYLOAD = (
     "ON CONFLICT(instance_id, kind) DO UPDATE SET data=excluded.data"
 )
 DELETE_PAYLOAD = "DELETE FROM payloads WHERE instance_id=? AND kind=?"
+# Backend.backlog() in one statement (one snapshot), all three terms judged at ``?1`` (now):
+# the due inbox rows by the visible_at index (timers due later and finished instances, which
+# hold no inbox rows, are never read) with a key lookup of each one's instance, as the claim
+# reads them; the activities table holds only unfinished activities (a finished instance's are
+# deleted), so counting it costs the live queue, not the store's history
+BACKLOG = (
+    "SELECT count(DISTINCT b.instance_id), min(b.visible_at), "
+    "(SELECT count(*) FROM activities WHERE lock_expires<?1) "
+    "FROM inbox b INDEXED BY inbox_visible "
+    "JOIN instances i ON i.instance_id=b.instance_id "
+    "WHERE b.visible_at<=?1 AND i.lock_expires<?1"
+)
 
 
 def json_ids(values: Sequence[Any]) -> str:
