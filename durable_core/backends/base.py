@@ -25,7 +25,8 @@ What the contract asks of a store (a networked database as much as a file):
   sees them (``PRAGMA data_version`` polling for SQLite, LISTEN/NOTIFY for PostgreSQL). A
   notification may be spurious; a missed one is made up by a slow safety poll of the waiter.
 - **Observability.** :meth:`Backend.backlog` counts the work ready for a worker (read every
-  few seconds by a metrics collector: cheap, no write lock). A backend without ``backlog``
+  few seconds by a metrics collector: cheap, no write lock); a claim says when it took over a
+  lease a worker lost (:attr:`ClaimedInstance.taken_over`). A backend without ``backlog``
   still works; the metrics then leave the backlog gauges out.
 - **Non-blocking use from asyncio.** :attr:`Backend.concurrency` says how an event loop may call
   the backend: ``"inline"`` (short local calls; a write that would wait for another writer
@@ -278,7 +279,12 @@ class InboxMessage:
 class ClaimedInstance:
     """An instance leased to a worker with its visible inbox rows (in arrival order).
 
-    ``fence`` is the lease's fencing token, checked at commit.
+    ``fence`` is the lease's fencing token, checked at commit. ``taken_over`` is True when
+    this claim took the instance from a lease that had expired while still held by some owner
+    (the row's ``lock_owner`` was set at claim time: a worker died or stalled mid-step); a
+    lease released normally -- a committed step, a settlement, ``unregister_worker``, and a
+    backend's early release of a worker it proved dead -- leaves no owner behind, and the next
+    claim is no take-over.
     """
 
     instance_id: str
@@ -294,6 +300,7 @@ class ClaimedInstance:
     version: Optional[str] = None
     scheduled_start_at: Optional[int] = None
     has_custom_status: bool = False
+    taken_over: bool = False
 
 
 @dataclass

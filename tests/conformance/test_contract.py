@@ -113,6 +113,36 @@ def test_an_expired_lease_is_taken_over_and_the_old_owner_cannot_commit(make_bac
     assert b.get_instance("a").history_length == 2
 
 
+def test_a_claim_says_whether_it_took_over_a_lost_lease(make_backend):
+    b = make_backend(lease_seconds=0.4)
+    create(b, "a")
+    create(b, "b")
+    first = {i.instance_id: i for i in claim(b, "w1").instances}
+    assert set(first) == {"a", "b"}
+    assert [i.taken_over for i in first.values()] == [False, False]  # never leased before
+    # w1 commits a's step (the lease is released) and stalls on b past its lease
+    assert claim(b, "w1", 0, steps=[step(first["a"], EV1)]).refused == []
+    b.enqueue([event(b, "a", "more")])
+    time.sleep(0.6)
+    second = {i.instance_id: i for i in claim(b, "w2").instances}
+    assert set(second) == {"a", "b"}
+    assert second["b"].taken_over is True
+    assert second["a"].taken_over is False
+    # w2 settles b without consuming (a release): the next claim takes no lease over
+    keep = StepWrite("b", second["b"].fence, second["b"].status, touch=False)
+    assert claim(b, "w2", 0, steps=[keep, step(second["a"], EV1)]).refused == []
+    third = claim(b, "w3").instances
+    assert [(i.instance_id, i.taken_over) for i in third] == [("b", False)]
+    # a worker that unregisters releases its leases: no take-over either
+    b.unregister_worker("w3")
+    fourth = claim(b, "w4").instances
+    assert [(i.instance_id, i.taken_over) for i in fourth] == [("b", False)]
+    # and a lease left to expire again is a take-over again
+    time.sleep(0.6)
+    fifth = claim(b, "w5").instances
+    assert [(i.instance_id, i.taken_over) for i in fifth] == [("b", True)]
+
+
 def test_batched_commit_writes_every_step_in_one_turn(backend):
     b = backend
     for i in range(30):

@@ -124,7 +124,8 @@ JOIN done ON done.id = m.aid
 # released it meanwhile); its inbox rows as this snapshot sees them would then be stale, so
 # only rows whose version (xmin) is the one in the snapshot are claimed -- the others wait for
 # the next turn. ``upd`` takes the lease and increments the fence; the result is the claimed
-# instances with their visible inbox rows.
+# instances with their visible inbox rows, and whether each claim took over a lease that had
+# expired in some owner's hands (``prev``: the owner the locked row still named).
 CLAIM_INSTANCES = f"""
 WITH cand AS (
     SELECT instance_id, min(visible_at) AS first, min(x::text)::xid AS x FROM (
@@ -138,7 +139,7 @@ WITH cand AS (
     GROUP BY instance_id
     ORDER BY first, instance_id LIMIT %(limit)s
 ), locked AS MATERIALIZED (
-    SELECT i.instance_id, i.xmin AS x FROM instances i
+    SELECT i.instance_id, i.xmin AS x, i.lock_owner AS prev FROM instances i
     WHERE i.instance_id = ANY (ARRAY(SELECT instance_id FROM cand)) AND i.lock_expires < {NOW}
     FOR UPDATE SKIP LOCKED
 ), upd AS (
@@ -148,7 +149,8 @@ WITH cand AS (
     WHERE i.instance_id = l.instance_id
     RETURNING i.instance_id, i.execution_id, i.name, i.status, i.history_length, i.fence,
         i.parent_instance_id, i.parent_task_id, i.parent_execution_id, i.version,
-        i.scheduled_start_at, i.custom_status IS NOT NULL AS has_cs, c.first
+        i.scheduled_start_at, i.custom_status IS NOT NULL AS has_cs,
+        l.prev IS NOT NULL AS taken_over, c.first
 )
 SELECT u.*, b.id, b.kind, b.visible_at, b.event, b.execution_id
 FROM upd u JOIN inbox b ON b.instance_id = u.instance_id AND b.visible_at <= {NOW}

@@ -165,11 +165,11 @@ def claimed_instances(cur: Any) -> list[ClaimedInstance]:
     """The claimed instances from a claim's cursor, each with its inbox rows in arrival order."""
     out: list[ClaimedInstance] = []
     last: Optional[ClaimedInstance] = None
-    for (iid, eid, name, status, hlen, fence, p_iid, p_tid, p_eid, ver, sched, has_cs, _first,
-         rid, kind, vis, event, m_eid) in cur.fetchall():
+    for (iid, eid, name, status, hlen, fence, p_iid, p_tid, p_eid, ver, sched, has_cs, taken,
+         _first, rid, kind, vis, event, m_eid) in cur.fetchall():
         if last is None or last.instance_id != iid:
             last = ClaimedInstance(iid, eid, name, OrchestrationStatus(status), hlen, fence, [],
-                                   p_iid, p_tid, p_eid, ver, sched, bool(has_cs))
+                                   p_iid, p_tid, p_eid, ver, sched, bool(has_cs), bool(taken))
             out.append(last)
         last.messages.append(InboxMessage(rid, kind, vis, bytes(event), m_eid))
     return out

@@ -236,11 +236,13 @@ def claim_instances(
     # Visible inbox rows, oldest first, driven by the visible_at index (timers due far
     # ahead cost nothing), of instances nobody holds; the first ``limit`` distinct
     # instances are leased with the rows read here. Rows past the scan window wait for
-    # the next turn.
+    # the next turn. An instance whose expired lease still names an owner is taken over
+    # (the write transaction is held from here to the lease: nobody changes it meanwhile).
     per: dict[str, list[InboxMessage]] = {}
-    for rid, iid, eid, kind, vis, data in c.execute(
-        "SELECT b.id, b.instance_id, b.execution_id, b.kind, b.visible_at, b.event "
-        "FROM inbox b INDEXED BY inbox_visible "
+    taken: set[str] = set()
+    for rid, iid, eid, kind, vis, data, prev in c.execute(
+        "SELECT b.id, b.instance_id, b.execution_id, b.kind, b.visible_at, b.event, "
+        "i.lock_owner FROM inbox b INDEXED BY inbox_visible "
         "JOIN instances i ON i.instance_id=b.instance_id "
         "WHERE b.visible_at<=? AND i.lock_expires<? ORDER BY b.visible_at LIMIT ?",
         (now, now, max(limit * 4, 256)),
@@ -250,6 +252,8 @@ def claim_instances(
             if len(per) >= limit:
                 continue
             lst = per[iid] = []
+            if prev is not None:
+                taken.add(iid)
         lst.append(InboxMessage(rid, kind, vis, data, eid))
     if not per:
         return []
@@ -269,7 +273,7 @@ def claim_instances(
             msgs.sort(key=_by_id)  # arrival order
         out.append(ClaimedInstance(
             iid, eid, name, OrchestrationStatus(status), hlen, fence, msgs, p_iid, p_tid,
-            p_eid, ver, sched, bool(flags & FLAG_CS)))
+            p_eid, ver, sched, bool(flags & FLAG_CS), iid in taken))
     return out
 
 def claim_activities(
