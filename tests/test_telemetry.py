@@ -305,6 +305,8 @@ def test_a_refused_commit_emits_no_span(url, otel):
     assert w.stats["refused"] == 1
     assert len(otel.spans("orchestration_step ")) == steps_in_history(url, "s1") == 4
     assert otel.total("durable_core.orchestrations.started") == 1
+    # the redo claimed a lease that had expired in another owner's hands
+    assert otel.total("durable_core.lease.takeovers", **{A.LEASE_KIND: "orchestration"}) == 1
 
 
 def test_metrics_after_a_known_workload(url, otel):
@@ -354,3 +356,23 @@ def test_log_records_name_the_instance(url, otel, caplog):
     # logged once though the orchestrator ran (replayed or resumed) three more times
     assert len(mine) == 1
     assert mine[0].instance_id == "l1" and mine[0].orchestration_name == "waits"
+
+
+def test_backlog_gauges_read_the_store(url, otel):
+    from durable_core.telemetry.metrics import Instruments
+
+    with dc.Client(url) as c:
+        for i in range(3):
+            c.schedule_new_orchestration("chain", input=i, instance_id=f"b{i}")
+        inst = Instruments(otel.meter_provider.get_meter("test"), c._core.backend)
+        got = {name: [p.value for p in pts] for name, pts in otel.metrics().items()}
+        assert got["durable_core.backlog.instances"] == [3]
+        assert got["durable_core.backlog.activities"] == [0]
+        (age,) = got["durable_core.backlog.oldest_age"]
+        assert 0 <= age < 60
+        inst.close()  # a stopped worker's gauges report nothing
+        import time
+
+        time.sleep(1.1)  # past the one-second cache
+        assert "durable_core.backlog.instances" not in {
+            n for n, pts in otel.metrics().items() if pts}
