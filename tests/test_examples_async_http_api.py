@@ -309,10 +309,19 @@ async def test_uvicorn_serves_app_py(tmp_path: Any) -> None:
             assert len(ids) == 100
             for i in ids:
                 assert (await poll(http, f"/api/operations/{i}")).json()["status"] == "Completed"
+            # the runtime's metrics reach Prometheus's scrape, behind the management key
+            assert (await http.get("/operations/metrics")).status_code == 401
+            m = await http.get("/operations/metrics", headers=key)
+            assert m.status_code == 200
+            done = [ln for ln in m.text.splitlines()
+                    if ln.startswith("durable_core_orchestrations_completed_total{")
+                    and "async_http_api_orchestrator" in ln]
+            assert done and float(done[0].rsplit(" ", 1)[1]) >= 100, done
     finally:
         out = stop(proc)
     assert f"{base}/api/start-operation" in out  # the banner says where to curl
     assert f"{base}/dashboard/" in out  # and where the dashboard is
+    assert f"{base}/operations/metrics" in out  # and where the metrics are
 
 
 async def poll_generic(http: httpx.AsyncClient, url: str) -> dict:

@@ -376,3 +376,13 @@ def test_backlog_gauges_read_the_store(url, otel):
         time.sleep(1.1)  # past the one-second cache
         assert "durable_core.backlog.instances" not in {
             n for n, pts in otel.metrics().items() if pts}
+
+
+def test_histograms_have_buckets_for_their_scale(url, otel):
+    run(url, otel, "chain", 1, "hb")
+    (step,) = otel.metrics()["durable_core.orchestration.step.duration"]
+    # steps take microseconds to milliseconds: the buckets must tell such steps apart (the
+    # API's default buckets, made for milliseconds, put every step in the first or second)
+    bounds = list(step.explicit_bounds)
+    assert bounds[0] <= 0.0001 and bounds[-1] >= 1.0
+    assert sum(n for b, n in zip(bounds, step.bucket_counts) if b <= 1.0) == step.count == 4

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Sequence
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
@@ -39,6 +39,22 @@ __all__ = ["Instruments"]
 log = logging.getLogger("durable_core.telemetry")
 
 _BACKLOG_CACHE_SECONDS = 1.0
+#: bucket boundaries (advice to the SDK; a view overrides them). The API's default buckets
+#: are made for milliseconds: a step takes tens of microseconds, an activity anything.
+STEP_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+ACTIVITY_BUCKETS = (0.0001, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+REPLAY_BUCKETS = (0, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 50000, 100000)
+
+
+def _histogram(meter: Meter, name: str, unit: str, description: str,
+               buckets: Sequence[float]) -> Any:
+    try:
+        return meter.create_histogram(name, unit=unit, description=description,
+                                      explicit_bucket_boundaries_advisory=buckets)
+    except TypeError:  # pragma: no cover - an API before 1.23 takes no advice
+        return meter.create_histogram(name, unit=unit, description=description)
 
 
 class Instruments:
@@ -57,18 +73,19 @@ class Instruments:
         self.terminated = meter.create_counter(
             "durable_core.orchestrations.terminated", unit="{instance}",
             description="Orchestration executions that were terminated")
-        self.step_duration = meter.create_histogram(
-            "durable_core.orchestration.step.duration", unit="s",
-            description="Time to replay an orchestration and run its new code, per step")
-        self.replayed = meter.create_histogram(
-            "durable_core.orchestration.step.replayed_events", unit="{event}",
-            description="History events replayed per orchestration step (0 on a sticky session)")
+        self.step_duration = _histogram(
+            meter, "durable_core.orchestration.step.duration", "s",
+            "Time to replay an orchestration and run its new code, per step", STEP_BUCKETS)
+        self.replayed = _histogram(
+            meter, "durable_core.orchestration.step.replayed_events", "{event}",
+            "History events replayed per orchestration step (0 on a sticky session)",
+            REPLAY_BUCKETS)
         self.activity_runs = meter.create_counter(
             "durable_core.activity.executions", unit="{execution}",
             description="Activity executions, by outcome")
-        self.activity_duration = meter.create_histogram(
-            "durable_core.activity.duration", unit="s",
-            description="Duration of one activity execution")
+        self.activity_duration = _histogram(
+            meter, "durable_core.activity.duration", "s", "Duration of one activity execution",
+            ACTIVITY_BUCKETS)
         self.takeovers = meter.create_counter(
             "durable_core.lease.takeovers", unit="{lease}",
             description="Leases taken over from a worker that let them expire")

@@ -59,6 +59,20 @@ def banner(base: str, db: str, key: str) -> str:
     )
 
 
+def enable_prometheus() -> bool:
+    """Route the runtime's OpenTelemetry metrics to Prometheus's default registry, which the
+    operations router serves at ``/operations/metrics`` (True when the SDK and OpenTelemetry's
+    Prometheus reader are installed, as ``make run`` installs them)."""
+    try:
+        from opentelemetry import metrics
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from opentelemetry.sdk.metrics import MeterProvider
+    except ImportError:
+        return False
+    metrics.set_meter_provider(MeterProvider(metric_readers=[PrometheusMetricReader()]))
+    return True
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     import uvicorn
 
@@ -68,7 +82,10 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
     key = generic_router.api_key_from_env()
-    print(banner(f"http://{args.host}:{args.port}", args.db, key), flush=True)
+    base = f"http://{args.host}:{args.port}"
+    print(banner(base, args.db, key), flush=True)
+    if enable_prometheus():
+        print(f"  metrics:         curl -H 'X-API-Key: {key}' {base}/operations/metrics", flush=True)
     uvicorn.run(create_app(args.db, key), host=args.host, port=args.port, log_level="warning")
 
 
