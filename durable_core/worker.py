@@ -566,7 +566,8 @@ class Worker:
             if trace is not None:
                 st = self._tel.begin_step(  # type: ignore[union-attr]
                     it, new_events, old, lambda: self.store.load_history(it))
-                trace.append(st)
+                if st is not None:
+                    trace.append(st)
             if sticky:
                 res = sess.execute(new_events)
             else:

@@ -386,3 +386,39 @@ def test_histograms_have_buckets_for_their_scale(url, otel):
     bounds = list(step.explicit_bounds)
     assert bounds[0] <= 0.0001 and bounds[-1] >= 1.0
     assert sum(n for b, n in zip(bounds, step.bucket_counts) if b <= 1.0) == step.count == 4
+
+
+class _Broken:
+    """A tracer provider and meter provider whose every recording call raises."""
+
+    def get_tracer(self, *a: Any, **k: Any) -> Any:
+        return self
+
+    def get_meter(self, *a: Any, **k: Any) -> Any:
+        return self
+
+    def start_span(self, *a: Any, **k: Any) -> Any:
+        raise RuntimeError("exporter on fire")
+
+    def __getattr__(self, name: str) -> Any:  # create_counter, create_histogram, ...
+        def broken(*a: Any, **k: Any) -> Any:
+            raise RuntimeError(f"{name} on fire")
+        return broken
+
+
+def test_a_failing_sdk_never_fails_work(url, caplog):
+    broken = _Broken()
+    with caplog.at_level(logging.WARNING, logger="durable_core.telemetry"):
+        rt = dc.Runtime(url, registry=registry(), tracer_provider=broken, meter_provider=broken)
+        rt.start()
+        try:
+            for i in range(3):
+                rt.client.schedule_new_orchestration("chain", input=i, instance_id=f"x{i}")
+            states = [rt.client.wait_for_orchestration_completion(f"x{i}", timeout=20)
+                      for i in range(3)]
+        finally:
+            rt.stop()
+    assert [s.runtime_status for s in states] == [S.COMPLETED] * 3
+    assert [s.output for s in states] == [3, 4, 5]
+    warnings = [r for r in caplog.records if r.name == "durable_core.telemetry"]
+    assert warnings and len(warnings) <= 8  # said once per failing hook, not per step

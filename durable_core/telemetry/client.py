@@ -8,6 +8,7 @@ HTTP request's span, say) is still stored when there is one, so the orchestratio
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Any, Iterator, Optional
 
 from opentelemetry import context as otel_context
@@ -19,6 +20,8 @@ from .context import encode_current
 
 __all__ = ["ClientTracing"]
 
+log = logging.getLogger("durable_core.telemetry")
+
 _INACTIVE = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
 
 
@@ -29,6 +32,7 @@ class ClientTracing:
         self._tp = tracer_provider
         self._seen: Any = None
         self._tracer: Any = None
+        self._warned = False
 
     def _current_tracer(self) -> Any:
         tp = self._tp if self._tp is not None else trace.get_tracer_provider()
@@ -52,12 +56,21 @@ class ClientTracing:
         attrs = {A.ORCHESTRATION_NAME: name, A.INSTANCE_ID: instance_id}
         if version is not None:
             attrs[A.ORCHESTRATION_VERSION] = version
-        span = tracer.start_span(f"create_orchestration {name}", kind=SpanKind.PRODUCER,
-                                 attributes=attrs)
-        ctx = trace.set_span_in_context(span)
+        try:
+            span = tracer.start_span(f"create_orchestration {name}", kind=SpanKind.PRODUCER,
+                                     attributes=attrs)
+            ctx = trace.set_span_in_context(span)
+            value = encode_current(ctx)
+        except Exception:  # noqa: BLE001 - telemetry never fails a start
+            if not self._warned:
+                self._warned = True
+                log.warning("durable_core telemetry: the start's span failed; starting without "
+                            "it", exc_info=True)
+            yield None
+            return
         token = otel_context.attach(ctx)
         try:
-            yield encode_current(ctx)
+            yield value
         except retry:
             raise
         except BaseException as exc:

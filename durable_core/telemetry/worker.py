@@ -23,8 +23,10 @@ activities and sub-orchestrations still join one trace.
 from __future__ import annotations
 
 import collections
+import functools
+import logging
 import time
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics as otel_metrics
@@ -40,6 +42,32 @@ from .context import decode, encode_span
 from .metrics import Instruments
 
 __all__ = ["WorkerTelemetry", "StepTrace", "ActivityRun"]
+
+log = logging.getLogger("durable_core.telemetry")
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _guarded(default: Any = None) -> Callable[[_F], _F]:
+    """Telemetry never fails work: an exception from the SDK, an exporter or this module is
+    logged (once per method and object) and the call returns ``default``."""
+
+    def wrap(fn: _F) -> _F:
+        @functools.wraps(fn)
+        def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(self, *args, **kwargs)
+            except Exception:  # noqa: BLE001
+                owner = getattr(self, "_tel", self)  # an ActivityRun reports through its worker's
+                warned = owner.__dict__.setdefault("_warned", set())
+                if fn.__name__ not in warned:
+                    warned.add(fn.__name__)
+                    log.warning("durable_core telemetry: %s failed; the work goes on without "
+                                "it", fn.__qualname__, exc_info=True)
+                return default
+
+        return guarded  # type: ignore[return-value]
+
+    return wrap
 
 _VERSION = "0.1.0"
 _INACTIVE = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
@@ -113,8 +141,6 @@ class StepTrace:
 class ActivityRun:
     """One activity execution: its span made current while the code runs."""
 
-    __slots__ = ("_tel", "_span", "_token", "_t0", "_name")
-
     def __init__(self, tel: "WorkerTelemetry", item: Any) -> None:
         self._tel = tel
         self._name = item.name
@@ -131,6 +157,7 @@ class ActivityRun:
             self._token = otel_context.attach(trace.set_span_in_context(span, parent))
         self._t0 = time.perf_counter()
 
+    @_guarded()
     def end(self, failure: Any = None, *, abandoned: bool = False,
             cancelled: bool = False) -> None:
         """The activity returned (``failure``: the FailureDetails it failed with)."""
@@ -196,6 +223,7 @@ class WorkerTelemetry:
         return ctx
 
     # -- providers ---------------------------------------------------------------------------
+    @_guarded(False)
     def resolve(self) -> bool:
         """Pick up the providers (once per turn); True when traces or metrics are on."""
         tp = self._tp if self._tp is not None else trace.get_tracer_provider()
@@ -244,8 +272,9 @@ class WorkerTelemetry:
         ex = _Execution(es.trace_context, es.timestamp, es.version)
         return ex, at
 
+    @_guarded()
     def begin_step(self, item: Any, new_events: list[Any], old: Optional[list[Any]],
-                   load: Callable[[], list[Any]]) -> StepTrace:
+                   load: Callable[[], list[Any]]) -> Optional[StepTrace]:
         """A step starts. On an execution's first step without a stored trace context the
         step's span becomes the root and ``new_events``' ExecutionStarted gets its context."""
         st = StepTrace()
@@ -277,6 +306,7 @@ class WorkerTelemetry:
         st.t0 = time.perf_counter()
         return st
 
+    @_guarded()
     def end_step(self, st: StepTrace, write: Any, res: Any, replayed: int, sticky: bool,
                  new_events: Sequence[Any]) -> None:
         """The step ran (``res``: the engine's result, None when it failed before one)."""
@@ -324,6 +354,7 @@ class WorkerTelemetry:
             span.set_attribute(A.ERROR_TYPE, fd.error_type)
             span.set_status(Status(StatusCode.ERROR, fd.message))
 
+    @_guarded()
     def committed(self, st: StepTrace, write: Any) -> None:
         """The step's write committed: end its span, emit the orchestration's span if the
         execution ended, record the metrics."""
@@ -385,6 +416,7 @@ class WorkerTelemetry:
         span.end()
 
     # -- claims and activities ---------------------------------------------------------------
+    @_guarded()
     def claimed(self, work: Sequence[Any], activities: Sequence[Any]) -> None:
         """Count the leases this turn's claim took over: instances whose lease expired in a
         worker's hands, activities claimed again (attempt 2 and up: the worker that held one
@@ -399,6 +431,7 @@ class WorkerTelemetry:
             if a.attempt > 1:
                 inst.lease_taken_over("activity")
 
+    @_guarded()
     def activity(self, item: Any) -> Optional[ActivityRun]:
         """An activity starts to run in the calling thread/task (None: nothing to record)."""
         if self.tracer is None and self.instruments is None:
