@@ -450,7 +450,8 @@ class Store:
                 settle.append(base)
             return
         try:
-            events = h.decode_records(b"".join(m.event for m in deliver))
+            events = h.decode_records(deliver[0].event if len(deliver) == 1
+                                      else b"".join([m.event for m in deliver]))
         except HistoryCorruptError as exc:
             fd = FailureDetails(
                 "HistoryCorruptError",
@@ -478,9 +479,11 @@ class Store:
         self._notify_parent(w, item.claim, _FAILED, None, failure, self._now())
         return w
 
-    def step_write(self, item: WorkItem, res: Any, *,
-                   trace_context: Optional[str] = None) -> StepWrite:
+    def step_write(self, item: WorkItem, res: Any, *, trace_context: Optional[str] = None,
+                   now: Optional[int] = None) -> StepWrite:
         """The rows of one orchestration step (``res``: the engine's ExecutionResult).
+
+        ``now``: the store clock's time of the step (read from the backend when None).
 
         ``trace_context`` (the step's span, when tracing) is stored with what the step starts
         -- its activities, sub-orchestrations and continue-as-new execution -- so their spans
@@ -488,7 +491,8 @@ class Store:
         claim = item.claim
         iid = claim.instance_id
         eid = claim.execution_id
-        now = self._now()
+        if now is None:
+            now = self._now()
         new_history = res.new_history
         w = StepWrite(iid, claim.fence, _RUNNING, consumed=item.consumed,
                       history=h.encode_records(new_history), history_base=claim.history_length,

@@ -282,7 +282,9 @@ class Worker:
             self.backend.close()
 
     def _live_inflight(self) -> int:
-        return sum(1 for i in self._inflight if i not in self._abandoned)
+        # every abandoned id is also in flight until its outcome arrives (both are dropped
+        # together), so the difference counts the live ones
+        return len(self._inflight) - len(self._abandoned)
 
     def _turn_logged(self) -> None:
         try:
@@ -450,8 +452,9 @@ class Worker:
         self._tel_on = tel_on = tel is not None and tel.resolve()
         if pending:
             now = self.backend.now()
+            check = self.versioning.match is not VersionMatch.NONE
             for it in pending:
-                c = self._version_check(it, now)
+                c = self._version_check(it, now) if check else None
                 res = None
                 if c is None:
                     c, res = self._step_traced(it, now) if tel_on else self._step(it, now)
@@ -554,14 +557,15 @@ class Worker:
 
         ``trace``: a list to receive the step's StepTrace (telemetry on), which this fills in.
         """
-        iid = it.instance_id
-        key = (iid, it.execution_id)
+        claim = it.claim
+        iid = claim.instance_id
+        key = (iid, claim.execution_id)
         st = None
         try:
             new_events = [OrchestratorStarted(-1, now)]
             new_events.extend(it.new_events)
             sess = self._sessions.pop(key, None)
-            sticky = sess is not None and sess.history_length == it.history_length
+            sticky = sess is not None and sess.history_length == claim.history_length
             old = None if sticky else self.store.load_history(it)
             if trace is not None:
                 st = self._tel.begin_step(  # type: ignore[union-attr]
@@ -572,12 +576,12 @@ class Worker:
                 res = sess.execute(new_events)
             else:
                 res = self._executor.execute(iid, old, new_events)
-            w = self.store.step_write(it, res,
+            w = self.store.step_write(it, res, now=now,
                                       trace_context=st.traceparent if st is not None else None)
             if st is not None:
                 self._tel.end_step(st, w, res, 0 if sticky else len(old or ()),  # type: ignore[union-attr]
                                    sticky, new_events)
-            return w, (res, it.execution_id)
+            return w, (res, claim.execution_id)
         except HistoryCorruptError as exc:
             log.error("orchestration %r: corrupt history: %s", iid, exc,
                       extra=_log_fields(it))
