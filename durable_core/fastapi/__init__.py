@@ -42,11 +42,13 @@ The dashboard (:func:`dashboard`) is an app to mount beside these routes
 (``app.mount("/dashboard", dashboard(auth=...))``): instances, their histories as timelines,
 and the same actions as the management routes behind the same auth.
 
-The package's modules: ``operations`` (the router), ``documents`` (ids, status vocabularies,
-payloads decoded without failing), ``bodies`` (reading JSON bodies and input models),
-``problems`` (RFC 9457 documents and their OpenAPI description), ``middleware`` (the body-size
-limit), ``auth``, ``lifespans``, ``encoding`` (response JSON), ``metrics`` (the Prometheus scrape
-endpoint) and ``dashboard``.
+The package's modules: ``operations`` (:class:`OperationsAPI`: configuration, starting, the
+status monitor and result), ``routes`` (the route table above: endpoint functions, their
+OpenAPI description, ``HEAD`` beside ``GET``), ``documents`` (ids, status vocabularies,
+payloads decoded without failing, the status document), ``longpoll`` (the ``?wait=N`` wait),
+``bodies`` (reading JSON bodies and input models), ``problems`` (RFC 9457 documents and their
+OpenAPI description), ``middleware`` (the body-size limit), ``auth``, ``lifespans``,
+``encoding`` (response JSON), ``metrics`` (the Prometheus scrape endpoint) and ``dashboard``.
 """
 
 from __future__ import annotations

@@ -1,18 +1,21 @@
-"""What the routes answer with: ids they accept, the two status vocabularies, absolute URLs,
-payloads decoded without ever failing, history events as JSON.
+"""What the routes answer with: ids they accept (and the 400 / 404 problems about them), the
+two status vocabularies, absolute URLs, payloads decoded without ever failing, history events
+as JSON, and the status document built from them.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Optional
 
 from fastapi import Request
 
 from ..cli.views import UNDECODABLE, event_record, state_value, status_name
+from ..errors import HistoryCorruptError, OrchestrationNotFoundError
 from ..status import OrchestrationState, OrchestrationStatus
-from .encoding import _json_default
+from .encoding import _json_default, iso as _iso
+from .problems import ProblemError
 
 __all__ = [
     "INSTANCE_ID_PATTERN",
@@ -23,6 +26,9 @@ __all__ = [
     "runtime_status_name",
     "base_url",
     "safe_payload",
+    "status_document",
+    "error_document",
+    "history_document",
 ]
 
 #: Instance ids accepted from HTTP clients: 1-128 characters of a URL-safe alphabet (``:`` is
@@ -95,3 +101,93 @@ def _reason_text(reason: Any) -> str:
 
 def _event_json(ev: Any, converter: Any) -> dict[str, Any]:
     return event_record(ev, converter)
+
+
+def _check_id(instance_id: str) -> None:
+    """Raise the 400 problem when ``instance_id`` is not an id this API accepts."""
+    if not is_valid_instance_id(instance_id):
+        raise ProblemError(
+            400,
+            "Invalid operation id",
+            "ids are 1-128 characters: letters, digits and . _ : @ -",
+            slug="invalid-id",
+        )
+
+
+def _not_found(instance_id: str) -> ProblemError:
+    """The 404 problem of an operation that does not exist (or was purged)."""
+    return ProblemError(
+        404, "Operation not found", f"no operation {instance_id!r}", slug="not-found"
+    )
+
+
+# -- the status document -----------------------------------------------------------------------
+
+
+def status_document(
+    state: OrchestrationState,
+    *,
+    include_stack_traces: bool = False,
+    history: Optional[dict[str, Any]] = None,
+) -> dict[str, Any]:
+    """The status document of ``state`` (``history``, from :func:`history_document`, merged
+    in when given)."""
+    st = state.runtime_status
+    body: dict[str, Any] = {
+        "id": state.instance_id,
+        "instanceId": state.instance_id,  # the Durable Functions spelling
+        "name": state.name,
+        "status": lro_status(st),
+        "runtimeStatus": runtime_status_name(st),
+        "createdTime": _iso(state.created_at),
+        "lastUpdatedTime": _iso(state.last_updated_at),
+        "customStatus": safe_payload(state, "custom_status"),
+    }
+    if st == OrchestrationStatus.COMPLETED:
+        out = safe_payload(state, "output")
+        body["result"] = out
+        body["output"] = out
+    elif st == OrchestrationStatus.FAILED:
+        body["error"] = error_document(state, include_stack_traces=include_stack_traces)
+        body["output"] = body["error"]["message"]
+    elif st in (OrchestrationStatus.TERMINATED, OrchestrationStatus.CANCELED):
+        reason = safe_payload(state, "output")
+        body["error"] = {"code": "Canceled", "message": _reason_text(reason)}
+        body["output"] = reason
+    if history is not None:
+        body.update(history)
+    return body
+
+
+def error_document(state: OrchestrationState, *, include_stack_traces: bool = False) -> dict[str, Any]:
+    """The ``error`` of a failed operation's status document (its stack trace only when
+    ``include_stack_traces``: it may leak internals)."""
+    d = state.failure_details
+    if d is None:
+        return {"code": "Failed", "message": "the operation failed"}
+    err: dict[str, Any] = {"code": d.error_type or "Failed", "message": d.message}
+    if include_stack_traces and d.stack_trace:
+        err["stackTrace"] = d.stack_trace
+    return err
+
+
+async def history_document(client: Any, instance_id: str) -> dict[str, Any]:
+    """``historyEvents`` for the status document, read through ``client``; a history that
+    cannot be decoded gives ``historyEvents: null`` and a ``historyError`` problem instead of
+    failing the read (the status, input and output are still worth seeing)."""
+    try:
+        events = await client.get_orchestration_history(instance_id)
+    except OrchestrationNotFoundError:
+        raise _not_found(instance_id) from None
+    except HistoryCorruptError as e:
+        return {
+            "historyEvents": None,
+            "historyError": {
+                "type": "urn:durable-core:problem:history-corrupt",
+                "title": "The stored history cannot be decoded",
+                "detail": str(e)[:300],
+                "offset": getattr(e, "offset", None),
+            },
+        }
+    conv = getattr(client, "converter", None)
+    return {"historyEvents": [_event_json(e, conv) for e in events]}

@@ -1,44 +1,44 @@
 """The operations router: orchestrations as long-running operations (start, status monitor,
 result, management), and the custom start paths that :meth:`OperationsAPI.bind` adds.
+
+:class:`OperationsAPI` holds the configuration and what the routes do (start, status, result);
+the route table -- the endpoint functions and their OpenAPI description -- is in ``routes``,
+the status document in ``documents``, the ``?wait=N`` long-poll in ``longpoll``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import inspect
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
-from fastapi import Path as PathParam
+from fastapi import APIRouter, FastAPI, Request
 from starlette.responses import Response
 
-from ..errors import (
-    HistoryCorruptError,
-    OrchestrationAlreadyExistsError,
-    OrchestrationNotFoundError,
-    PayloadError,
-)
+from ..errors import OrchestrationAlreadyExistsError, PayloadError
 from ..registry import name_of
 from ..status import TERMINAL_STATUSES, OrchestrationState, OrchestrationStatus
 from .auth import _management_disabled, _no_auth
 from .bodies import parse_json_body, read_body, validate_input
 from .documents import (
-    _EVENT_RE,
     _NAME_RE,
-    ID_SCHEMA,
-    _event_json,
-    _reason_text,
-    is_valid_instance_id,
-    lro_status,
-    runtime_status_name,
+    _check_id,
+    _not_found,
     base_url,
+    error_document,
+    history_document,
+    is_valid_instance_id,
     safe_payload,
+    status_document,
 )
-from .encoding import dumps as _dumps, iso as _iso
-from .metrics import add_metrics_route
-from .problems import PROBLEM_MEDIA_TYPE, ProblemError, install_problem_handlers
+from .encoding import dumps as _dumps
+from .longpoll import ClientGone, wait_for_change, wait_while_listening
+from .problems import ProblemError, install_problem_handlers
+from .routes import add_head_routes, add_routes, bound_start_router
+
+# helpers that lived here before the route table and the long-poll got modules of their own
+from .longpoll import _client_gone  # noqa: F401
+from .routes import _accepted_empty, _headless  # noqa: F401
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -325,54 +325,11 @@ class OperationsAPI:
         the apps it was already installed in -- or to ``router`` when given.
         """
         name = name_of(orchestrator)
-        target = APIRouter()
-        api = self
         if input_model is not None:
             models = self._input_models.setdefault(name, [])
             if input_model not in models:
                 models.append(input_model)
-
-        schema: dict[str, Any] = {}
-        if input_model is not None:
-            schema = input_model.model_json_schema()
-
-        async def start_bound(
-            request: Request,
-            instance_id: Optional[str] = Query(
-                None,
-                alias="instanceId",
-                description="client-chosen operation id (idempotent)",
-                json_schema_extra=ID_SCHEMA,
-            ),
-        ) -> Response:
-            try:
-                raw = await read_body(request, max_bytes=api.max_body_bytes)
-                value = parse_json_body(request, raw)
-                if input_model is not None:
-                    value = validate_input(input_model, value, raw=raw)
-                else:
-                    value = api.validate_start_input(name, value, raw=raw)
-                return await api.start(request, name, value, instance_id=instance_id)
-            except ProblemError as e:
-                return e.to_response(request.url.path)
-
-        extra: dict[str, Any] = {
-            "requestBody": {
-                "required": False,
-                "content": {"application/json": {"schema": schema}},
-            }
-        }
-        target.add_api_route(
-            path,
-            start_bound,
-            methods=["POST"],
-            status_code=202,
-            name=f"{self.name}.start.{name}.{path}",
-            summary=summary or f"Start {name}",
-            responses=_START_RESPONSES,
-            openapi_extra=extra,
-            response_class=Response,
-        )
+        target = bound_start_router(self, path, name, summary=summary, input_model=input_model)
         if router is not None:
             router.include_router(target)
             return
@@ -381,6 +338,42 @@ class OperationsAPI:
             if copied:  # this FastAPI copied our routes at include time: add the new one too
                 app.include_router(target)
             app.openapi_schema = None
+
+    async def _start_generic(
+        self, request: Request, name: str, instance_id: Optional[str]
+    ) -> Response:
+        if not _NAME_RE.match(name) or not self._orchestrator_allowed(name):
+            raise ProblemError(
+                404, "Unknown orchestrator", f"no orchestrator {name!r} is exposed here",
+                slug="unknown-orchestrator",
+            )
+        if instance_id is not None:
+            _check_id(instance_id)
+        raw = await read_body(request, max_bytes=self.max_body_bytes)
+        value = self.validate_start_input(name, parse_json_body(request, raw), raw=raw)
+        return await self.start(request, name, value, instance_id=instance_id)
+
+    def validate_start_input(self, name: str, value: Any, *, raw: Optional[bytes] = None) -> Any:
+        """Check a start's input against the input models of orchestrator ``name`` (from
+        ``bind(..., input_model=...)`` or ``input_models=``); returns the validated input.
+
+        Every route that starts ``name`` goes through this, so the generic
+        ``{prefix}/orchestrators/{name}`` route cannot bypass the model a bound path enforces.
+        With several models the input must fit one of them (the first that fits is used); when
+        none fits, the 422 lists the first model's errors. Without a model ``value`` is
+        returned as it is.
+        """
+        models = self._input_models.get(name)
+        if not models:
+            return value
+        first: Optional[ProblemError] = None
+        for model in models:
+            try:
+                return validate_input(model, value, raw=raw)
+            except ProblemError as e:
+                first = first or e
+        assert first is not None
+        raise first
 
     # -- status ------------------------------------------------------------------------------
 
@@ -392,74 +385,24 @@ class OperationsAPI:
         history: Optional[dict[str, Any]] = None,
     ) -> dict[str, Any]:
         """The status document of ``state``."""
-        st = state.runtime_status
-        body: dict[str, Any] = {
-            "id": state.instance_id,
-            "instanceId": state.instance_id,  # the Durable Functions spelling
-            "name": state.name,
-            "status": lro_status(st),
-            "runtimeStatus": runtime_status_name(st),
-            "createdTime": _iso(state.created_at),
-            "lastUpdatedTime": _iso(state.last_updated_at),
-            "customStatus": safe_payload(state, "custom_status"),
-        }
-        if st == OrchestrationStatus.COMPLETED:
-            out = safe_payload(state, "output")
-            body["result"] = out
-            body["output"] = out
-        elif st == OrchestrationStatus.FAILED:
-            body["error"] = self._error(state)
-            body["output"] = body["error"]["message"]
-        elif st in (OrchestrationStatus.TERMINATED, OrchestrationStatus.CANCELED):
-            reason = safe_payload(state, "output")
-            body["error"] = {"code": "Canceled", "message": _reason_text(reason)}
-            body["output"] = reason
-        if history is not None:
-            body.update(history)
-        return body
+        return status_document(
+            state, include_stack_traces=self.include_stack_traces, history=history
+        )
 
     def _error(self, state: OrchestrationState) -> dict[str, Any]:
-        d = state.failure_details
-        if d is None:
-            return {"code": "Failed", "message": "the operation failed"}
-        err: dict[str, Any] = {"code": d.error_type or "Failed", "message": d.message}
-        if self.include_stack_traces and d.stack_trace:
-            err["stackTrace"] = d.stack_trace
-        return err
+        return error_document(state, include_stack_traces=self.include_stack_traces)
 
     async def _wait_for_change(
         self, client: Any, state: OrchestrationState, timeout: float
     ) -> Optional[OrchestrationState]:
         """Wait up to ``timeout`` seconds for ``state`` to change; the state read last (the
-        changed one, or the unchanged one at the deadline), ``None`` if the instance is gone.
-
-        The client's wait primitive does the waiting: woken by the commit itself in this
-        process, by re-reading with back-off for commits of another process.
-        """
-        return await client.wait_for_orchestration_change(
-            state.instance_id, since=state, timeout=timeout
-        )
+        changed one, or the unchanged one at the deadline), ``None`` if the instance is gone
+        (see :func:`.longpoll.wait_for_change`)."""
+        return await wait_for_change(client, state, timeout)
 
     async def _history(self, client: Any, instance_id: str) -> dict[str, Any]:
-        """``historyEvents`` for the status document; a history that cannot be decoded gives
-        ``historyEvents: null`` and a ``historyError`` problem instead of failing the read
-        (the status, input and output are still worth seeing)."""
-        try:
-            events = await client.get_orchestration_history(instance_id)
-        except OrchestrationNotFoundError:
-            raise _not_found(instance_id) from None
-        except HistoryCorruptError as e:
-            return {
-                "historyEvents": None,
-                "historyError": {
-                    "type": "urn:durable-core:problem:history-corrupt",
-                    "title": "The stored history cannot be decoded",
-                    "detail": str(e)[:300],
-                    "offset": getattr(e, "offset", None),
-                },
-            }
-        conv = getattr(client, "converter", None)
-        return {"historyEvents": [_event_json(e, conv) for e in events]}
+        """``historyEvents`` for the status document (see :func:`.documents.history_document`)."""
+        return await history_document(client, instance_id)
 
     async def status(
         self,
@@ -476,22 +419,13 @@ class OperationsAPI:
         if state is None:
             raise _not_found(instance_id)
         if wait and state.runtime_status not in TERMINAL_STATUSES:
-            waiter = asyncio.ensure_future(
-                self._wait_for_change(client, state, min(float(wait), self.max_wait))
-            )
-            gone = asyncio.ensure_future(_client_gone(request))
             try:
-                await asyncio.wait((waiter, gone), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                pending = [t for t in (waiter, gone) if not t.done()]
-                for t in pending:
-                    t.cancel()
-                # let the cancelled wait finish (it unregisters itself) before answering
-                await asyncio.gather(*pending, return_exceptions=True)
-            if not waiter.done() or waiter.cancelled():
+                new = await wait_while_listening(
+                    request, self._wait_for_change(client, state, min(float(wait), self.max_wait))
+                )
+            except ClientGone:
                 # the client hung up: stop waiting (nobody reads this answer)
                 return Response(b"", status_code=499)
-            new = waiter.result()
             if new is None:  # purged while we waited
                 raise _not_found(instance_id)
             state = new
@@ -545,365 +479,7 @@ class OperationsAPI:
     # -- routes ------------------------------------------------------------------------------
 
     def _add_routes(self) -> None:
-        api = self
-        p = self.prefix
-        r = self.router
-        mgmt = [Depends(self._mgmt_dep)]
-        n = self.name
-
-        async def start_generic(
-            request: Request,
-            name: str = _NAME_PATH,
-            instance_id_q: Optional[str] = Query(
-                None,
-                alias="instanceId",
-                description="client-chosen operation id (idempotent)",
-                json_schema_extra=ID_SCHEMA,
-            ),
-        ) -> Response:
-            try:
-                return await api._start_generic(request, name, instance_id_q)
-            except ProblemError as e:
-                return e.to_response(request.url.path)
-
-        async def start_generic_with_id(request: Request, name: str = _NAME_PATH, instance_id: str = _ID_PATH) -> Response:
-            try:
-                return await api._start_generic(request, name, instance_id)
-            except ProblemError as e:
-                return e.to_response(request.url.path)
-
-        start_extra = {
-            "requestBody": {"required": False, "content": {"application/json": {"schema": {}}}}
-        }
-        r.add_api_route(
-            f"{p}/orchestrators/{{name}}",
-            start_generic,
-            methods=["POST"],
-            status_code=202,
-            name=f"{n}.start",
-            summary="Start an orchestration (JSON body = input)",
-            responses=_START_RESPONSES,
-            openapi_extra=start_extra,
-            response_class=Response,
-        )
-        r.add_api_route(
-            f"{p}/orchestrators/{{name}}/{{instance_id}}",
-            start_generic_with_id,
-            methods=["POST"],
-            status_code=202,
-            name=f"{n}.start_with_id",
-            summary="Start an orchestration with a client-chosen id (idempotent)",
-            responses=_START_RESPONSES,
-            openapi_extra=start_extra,
-            response_class=Response,
-        )
-
-        async def get_status(
-            request: Request,
-            instance_id: str = _ID_PATH,
-            wait: Optional[float] = Query(
-                None,
-                ge=0,
-                description="long-poll: answer when the state changes, at most this many seconds",
-            ),
-            show_history: bool = Query(False, alias="showHistory"),
-        ) -> Response:
-            try:
-                return await api.status(request, instance_id, wait=wait, show_history=show_history)
-            except ProblemError as e:
-                return e.to_response(request.url.path)
-
-        r.add_api_route(
-            f"{p}/instances/{{instance_id}}",
-            get_status,
-            methods=["GET"],
-            name=f"{n}.status",
-            summary="Status monitor of an operation",
-            responses=_STATUS_RESPONSES,
-            response_class=Response,
-        )
-
-        async def get_result(request: Request, instance_id: str = _ID_PATH) -> Response:
-            try:
-                return await api.result(request, instance_id)
-            except ProblemError as e:
-                return e.to_response(request.url.path)
-
-        r.add_api_route(
-            f"{p}/instances/{{instance_id}}/result",
-            get_result,
-            methods=["GET"],
-            name=f"{n}.result",
-            summary="The result of a finished operation",
-            responses=_RESULT_RESPONSES,
-            response_class=Response,
-        )
-
-        # -- management ------------------------------------------------------------------
-
-        async def raise_event(request: Request, instance_id: str = _ID_PATH, event_name: str = _EVENT_PATH) -> Response:
-            try:
-                _check_id(instance_id)
-                if not _EVENT_RE.match(event_name):
-                    raise ProblemError(400, "Invalid event name", slug="invalid-event-name")
-                data = parse_json_body(request, await read_body(request, max_bytes=api.max_body_bytes))
-                client = api.client_for(request)
-                try:
-                    await client.raise_orchestration_event(instance_id, event_name, data=data)
-                except OrchestrationNotFoundError:
-                    raise _not_found(instance_id) from None
-                except PayloadError as e:
-                    raise ProblemError(422, "Event data not serializable", str(e)[:200]) from None
-                return _accepted_empty(api.status_url(request, instance_id))
-            except ProblemError as e:
-                return e.to_response(request.url.path)
-
-        def _simple(action: str) -> Callable[..., Awaitable[Response]]:
-            async def endpoint(
-                request: Request,
-                instance_id: str = _ID_PATH,
-                reason: Optional[str] = Query(None, max_length=4096),
-            ) -> Response:
-                try:
-                    _check_id(instance_id)
-                    client = api.client_for(request)
-                    try:
-                        if action == "terminate":
-                            await client.terminate_orchestration(instance_id, output=reason)
-                        elif action == "suspend":
-                            await client.suspend_orchestration(instance_id, reason=reason)
-                        else:
-                            await client.resume_orchestration(instance_id, reason=reason)
-                    except OrchestrationNotFoundError:
-                        raise _not_found(instance_id) from None
-                    return _accepted_empty(api.status_url(request, instance_id))
-                except ProblemError as e:
-                    return e.to_response(request.url.path)
-
-            endpoint.__name__ = f"{action}_operation"
-            return endpoint
-
-        async def restart(
-            request: Request,
-            instance_id: str = _ID_PATH,
-            new_instance_id: bool = Query(False, alias="restartWithNewInstanceId"),
-        ) -> Response:
-            try:
-                _check_id(instance_id)
-                client = api.client_for(request)
-                try:
-                    iid = await client.restart_orchestration(
-                        instance_id, restart_with_new_instance_id=new_instance_id
-                    )
-                except OrchestrationNotFoundError:
-                    raise _not_found(instance_id) from None
-                except OrchestrationAlreadyExistsError:
-                    raise ProblemError(
-                        409,
-                        "Operation still running",
-                        "restart the same id only after it finished, or pass "
-                        "restartWithNewInstanceId=true",
-                        slug="still-running",
-                    ) from None
-                return api.accepted_response(request, iid)
-            except ProblemError as e:
-                return e.to_response(request.url.path)
-
-        async def purge(request: Request, instance_id: str = _ID_PATH) -> Response:
-            try:
-                _check_id(instance_id)
-                client = api.client_for(request)
-                state = await client.get_orchestration_state(instance_id, fetch_payloads=False)
-                if state is None:
-                    raise _not_found(instance_id)
-                if state.runtime_status not in TERMINAL_STATUSES:
-                    raise ProblemError(
-                        409,
-                        "Operation still running",
-                        "only finished operations can be purged; terminate it first",
-                        slug="still-running",
-                    )
-                n = await client.purge_orchestration(instance_id)
-                if not n:
-                    raise _not_found(instance_id)
-                return Response(
-                    _dumps({"instancesDeleted": n}), 200, media_type="application/json"
-                )
-            except ProblemError as e:
-                return e.to_response(request.url.path)
-
-        mgmt_resp = _MGMT_RESPONSES
-        sec: dict[str, Any] = (
-            {"security": self._security["requirement"]}
-            if self._security and self._security.get("requirement")
-            else {}
-        )
-        r.add_api_route(
-            f"{p}/instances/{{instance_id}}/raiseEvent/{{event_name}}",
-            raise_event,
-            methods=["POST"],
-            status_code=202,
-            dependencies=mgmt,
-            name=f"{n}.raise_event",
-            summary="Raise an external event (JSON body = event data)",
-            responses=mgmt_resp,
-            openapi_extra={**start_extra, **sec},
-            response_class=Response,
-        )
-        for action in ("terminate", "suspend", "resume"):
-            r.add_api_route(
-                f"{p}/instances/{{instance_id}}/{action}",
-                _simple(action),
-                methods=["POST"],
-                status_code=202,
-                dependencies=mgmt,
-                name=f"{n}.{action}",
-                summary=f"{action.capitalize()} an operation",
-                responses=mgmt_resp,
-                openapi_extra=sec or None,
-                response_class=Response,
-            )
-        r.add_api_route(
-            f"{p}/instances/{{instance_id}}/restart",
-            restart,
-            methods=["POST"],
-            status_code=202,
-            dependencies=mgmt,
-            name=f"{n}.restart",
-            summary="Restart a finished operation with its original input",
-            responses=mgmt_resp,
-            openapi_extra=sec or None,
-            response_class=Response,
-        )
-        r.add_api_route(
-            f"{p}/instances/{{instance_id}}",
-            purge,
-            methods=["DELETE"],
-            dependencies=mgmt,
-            name=f"{n}.purge",
-            summary="Purge a finished operation's history",
-            responses=mgmt_resp,
-            openapi_extra=sec or None,
-            response_class=Response,
-        )
-        if self.metrics:
-            add_metrics_route(self, mgmt, sec)
-        add_head_routes(r)
-
-    async def _start_generic(
-        self, request: Request, name: str, instance_id: Optional[str]
-    ) -> Response:
-        if not _NAME_RE.match(name) or not self._orchestrator_allowed(name):
-            raise ProblemError(
-                404, "Unknown orchestrator", f"no orchestrator {name!r} is exposed here",
-                slug="unknown-orchestrator",
-            )
-        if instance_id is not None:
-            _check_id(instance_id)
-        raw = await read_body(request, max_bytes=self.max_body_bytes)
-        value = self.validate_start_input(name, parse_json_body(request, raw), raw=raw)
-        return await self.start(request, name, value, instance_id=instance_id)
-
-    def validate_start_input(self, name: str, value: Any, *, raw: Optional[bytes] = None) -> Any:
-        """Check a start's input against the input models of orchestrator ``name`` (from
-        ``bind(..., input_model=...)`` or ``input_models=``); returns the validated input.
-
-        Every route that starts ``name`` goes through this, so the generic
-        ``{prefix}/orchestrators/{name}`` route cannot bypass the model a bound path enforces.
-        With several models the input must fit one of them (the first that fits is used); when
-        none fits, the 422 lists the first model's errors. Without a model ``value`` is
-        returned as it is.
-        """
-        models = self._input_models.get(name)
-        if not models:
-            return value
-        first: Optional[ProblemError] = None
-        for model in models:
-            try:
-                return validate_input(model, value, raw=raw)
-            except ProblemError as e:
-                first = first or e
-        assert first is not None
-        raise first
-
-
-_PROBLEM_CONTENT = {PROBLEM_MEDIA_TYPE: {"schema": {"type": "object"}}}
-_JSON_ANY = {"application/json": {"schema": {}}}
-_START_RESPONSES: dict[Union[int, str], dict[str, Any]] = {
-    202: {"description": "Accepted: the operation started (or already existed)", "content": _JSON_ANY},
-    400: {"description": "Malformed input", "content": _PROBLEM_CONTENT},
-    404: {"description": "Unknown orchestrator", "content": _PROBLEM_CONTENT},
-    409: {"description": "Operation id in use", "content": _PROBLEM_CONTENT},
-    413: {"description": "Body too large", "content": _PROBLEM_CONTENT},
-    415: {"description": "Not JSON", "content": _PROBLEM_CONTENT},
-    422: {"description": "Invalid input", "content": _PROBLEM_CONTENT},
-}
-_STATUS_RESPONSES: dict[Union[int, str], dict[str, Any]] = {
-    200: {"description": "Status document", "content": _JSON_ANY},
-    202: {"description": "Running (Durable Functions-compatible mode)", "content": _JSON_ANY},
-    303: {"description": "Finished: see the result", "content": _JSON_ANY},
-    400: {"description": "Invalid id", "content": _PROBLEM_CONTENT},
-    404: {"description": "Unknown operation", "content": _PROBLEM_CONTENT},
-    422: {"description": "Invalid query", "content": _PROBLEM_CONTENT},
-}
-_RESULT_RESPONSES: dict[Union[int, str], dict[str, Any]] = {
-    200: {"description": "The output", "content": _JSON_ANY},
-    202: {"description": "Still running", "content": _JSON_ANY},
-    400: {"description": "Invalid id", "content": _PROBLEM_CONTENT},
-    404: {"description": "Unknown operation", "content": _PROBLEM_CONTENT},
-    409: {"description": "Failed or canceled", "content": _PROBLEM_CONTENT},
-}
-_MGMT_RESPONSES: dict[Union[int, str], dict[str, Any]] = {
-    200: {"description": "Done", "content": _JSON_ANY},
-    202: {"description": "Accepted", "content": _JSON_ANY},
-    400: {"description": "Invalid input", "content": _PROBLEM_CONTENT},
-    401: {"description": "No or wrong credentials", "content": _PROBLEM_CONTENT},
-    403: {"description": "Management disabled", "content": _PROBLEM_CONTENT},
-    404: {"description": "Unknown operation", "content": _PROBLEM_CONTENT},
-    409: {"description": "Conflict with the operation's state", "content": _PROBLEM_CONTENT},
-    413: {"description": "Body too large", "content": _PROBLEM_CONTENT},
-    415: {"description": "Not JSON", "content": _PROBLEM_CONTENT},
-    422: {"description": "Invalid input", "content": _PROBLEM_CONTENT},
-}
-
-
-_ID_PATH: Any = PathParam(..., description="operation id", json_schema_extra=ID_SCHEMA)
-_NAME_PATH: Any = PathParam(
-    ..., description="orchestrator name", json_schema_extra={"pattern": r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$"}
-)
-_EVENT_PATH: Any = PathParam(
-    ..., description="event name", json_schema_extra={"pattern": r"^[A-Za-z0-9_.:\-]{1,128}$"}
-)
-
-
-async def _client_gone(request: Request) -> None:
-    """Return when the client disconnects (a GET's receive channel only says that)."""
-    while True:
-        msg = await request.receive()
-        if msg["type"] == "http.disconnect":
-            return
-
-
-def _accepted_empty(status_url: str) -> Response:
-    return Response(
-        b"", status_code=202, headers={"Location": status_url, "Operation-Location": status_url}
-    )
-
-
-def _check_id(instance_id: str) -> None:
-    if not is_valid_instance_id(instance_id):
-        raise ProblemError(
-            400,
-            "Invalid operation id",
-            "ids are 1-128 characters: letters, digits and . _ : @ -",
-            slug="invalid-id",
-        )
-
-
-def _not_found(instance_id: str) -> ProblemError:
-    return ProblemError(
-        404, "Operation not found", f"no operation {instance_id!r}", slug="not-found"
-    )
+        add_routes(self)
 
 
 def _same_input(state: OrchestrationState, value: Any) -> bool:
@@ -911,47 +487,3 @@ def _same_input(state: OrchestrationState, value: Any) -> bool:
         return bool(state.input == value)
     except Exception:  # undecodable stored input: not the same request
         return False
-
-
-def add_head_routes(router: Union[APIRouter, FastAPI]) -> None:
-    """Answer ``HEAD`` on every ``GET`` route of ``router`` (an app or a router) that lacks it.
-
-    FastAPI routes answer only the methods they list; this adds a sibling ``HEAD`` route per
-    ``GET`` route -- same path, dependencies and answer, without the body, left out of the
-    OpenAPI document -- so monitors and caches that probe with ``HEAD`` get the ``GET``'s
-    status and headers instead of a 405. Call it after the ``GET`` routes are added.
-    """
-    from fastapi.routing import APIRoute
-
-    have = {
-        (rt.path, m) for rt in router.routes if isinstance(rt, APIRoute) for m in rt.methods
-    }
-    for rt in list(router.routes):
-        if not isinstance(rt, APIRoute) or "GET" not in rt.methods or (rt.path, "HEAD") in have:
-            continue
-        router.add_api_route(
-            rt.path,
-            _headless(rt.endpoint),
-            methods=["HEAD"],
-            dependencies=list(rt.dependencies),
-            name=f"{rt.name}.head",
-            include_in_schema=False,
-            response_class=rt.response_class,
-        )
-        have.add((rt.path, "HEAD"))
-
-
-def _headless(endpoint: Callable[..., Any]) -> Callable[..., Any]:
-    """``endpoint`` answering without its body (headers, Content-Length included, unchanged)."""
-    import functools
-
-    @functools.wraps(endpoint)
-    async def head(*args: Any, **kwargs: Any) -> Any:
-        resp = endpoint(*args, **kwargs)
-        if inspect.isawaitable(resp):
-            resp = await resp
-        if isinstance(resp, Response):
-            resp.body = b""
-        return resp
-
-    return head
