@@ -620,3 +620,27 @@ def _watching(client) -> int:
     if notifier is not None:
         return sum(len(v) for v in notifier.waiters.values())
     return client.backend.watcher_count()
+
+
+async def test_the_default_registry_decides_what_the_generic_route_starts(tmp_path: Any) -> None:
+    """With neither ``orchestrators=`` nor ``registry=``, the functions decorated with
+    ``@dc.orchestrator`` are what the generic start route exposes (it answered 500 once: the
+    default registry was imported from a module that does not exist)."""
+    import durable_core as dc
+    from durable_core.registry import default_registry
+
+    @dc.orchestrator(name="router_default_registry_flow")
+    def flow(ctx: Any, x: Any) -> Any:
+        return x
+
+    try:
+        api = OperationsAPI(allow_unauthenticated_management=True)
+        app = FastAPI(lifespan=lifespan_for("fake", tmp_path))
+        api.install(app)
+        async with serve(app) as c:
+            ok = await c.post("/operations/orchestrators/router_default_registry_flow", json=1)
+            assert ok.status_code == 202, ok.text
+            unknown = await c.post("/operations/orchestrators/not_registered_anywhere", json=1)
+            assert unknown.status_code == 404, unknown.text
+    finally:
+        default_registry._orchestrators.pop("router_default_registry_flow", None)  # noqa: SLF001

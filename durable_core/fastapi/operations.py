@@ -200,7 +200,7 @@ class OperationsAPI:
             return name in self._allowed
         reg = self._registry
         if reg is None:
-            from .registry import default_registry as reg  # type: ignore[no-redef]
+            from ..registry import default_registry as reg  # type: ignore[no-redef]
         return reg.get_orchestrator(name) is not None
 
     # -- URLs --------------------------------------------------------------------------------

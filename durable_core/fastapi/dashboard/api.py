@@ -52,7 +52,7 @@ from ...status import TERMINAL_STATUSES, OrchestrationState, OrchestrationStatus
 from ..bodies import read_json_body
 from ..documents import _EVENT_RE, is_valid_instance_id
 from ..encoding import dumps
-from ..operations import add_head_routes
+from ..routes import add_head_routes
 from ..problems import ProblemError, install_problem_handlers
 
 __all__ = ["DashboardConfig", "build_app", "OUTER_APP_KEY"]
