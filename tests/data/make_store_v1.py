@@ -7,7 +7,10 @@ layer and schema v2 (commit b40a5a4). Run against a checkout of that commit::
         && python /path/to/tests/data/make_store_v1.py /path/to/tests/data/store_v1.db
 
 It leaves a finished, a failed, a waiting (on an external event, after a fan-out) and a
-delayed-start instance, which ``test_backend_sqlite`` migrates and carries on with.
+delayed-start instance, which ``test_backend_sqlite`` migrates and carries on with. The failed
+instance's stack trace named this script by its absolute path; after it ran, that path was
+rewritten to ``tests/data/`` in the failure text and in the history record (re-encoded, so
+its checksum holds), to keep the machine's directories out of the repository.
 """
 
 from __future__ import annotations
