@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import os
 import threading
@@ -172,13 +173,9 @@ class _Core:
                 raise TypeError("tags must map str to str")
         data = self.converter.serialize(input)
         tracing = self.tracing
-        if tracing is None:
-            self.store.create(
-                instance_id, name, data, version=version, start_at=_us(start_at),
-                tags=dict(tags) if tags else None,
-                reuse_policy=reuse_policy or ReuseIdPolicy.ERROR)
-            return instance_id
-        with tracing.start(name, instance_id, version, retry=(TryLater,)) as trace_context:
+        span: Any = (contextlib.nullcontext() if tracing is None
+                     else tracing.start(name, instance_id, version, retry=(TryLater,)))
+        with span as trace_context:
             self.store.create(
                 instance_id, name, data, version=version, start_at=_us(start_at),
                 tags=dict(tags) if tags else None,
@@ -599,16 +596,12 @@ class AsyncClient:
     ) -> str:
         """See :meth:`Client.schedule_new_orchestration`."""
         core = self._core
+        args = (orchestrator, input, instance_id, start_at, tags, reuse_policy, version)
         if core.tracing is not None and not self._inline:
             # the thread pool does not carry the caller's context (its span): take it along
             ctx = contextvars.copy_context()
-            return await self._write(
-                lambda: ctx.run(core.schedule, orchestrator, input, instance_id, start_at, tags,
-                                reuse_policy, version))
-        return await self._write(
-            lambda: core.schedule(orchestrator, input, instance_id, start_at, tags, reuse_policy,
-                                  version)
-        )
+            return await self._write(lambda: ctx.run(core.schedule, *args))
+        return await self._write(lambda: core.schedule(*args))
 
     async def get_orchestration_state(
         self, instance_id: str, *, fetch_payloads: bool = True

@@ -457,7 +457,7 @@ class Worker:
                 c = self._version_check(it, now) if check else None
                 res = None
                 if c is None:
-                    c, res = self._step_traced(it, now) if tel_on else self._step(it, now)
+                    c, res = self._step(it, now, tel_on)
                 commits.append(c)
                 results.append(res)
         comp = self._completions
@@ -551,11 +551,11 @@ class Worker:
         return StepWrite(it.instance_id, it.claim.fence, it.claim.status, touch=False,
                          deferrals=[(m, later) for m in it.consumed])
 
-    def _step(self, it: WorkItem, now: int, trace: Any = None) -> tuple[StepWrite, Any]:
+    def _step(self, it: WorkItem, now: int, traced: bool = False) -> tuple[StepWrite, Any]:
         """Replay ``it`` and run its new code: the step's write, and (the engine's result,
         the execution id) for the session cache (None when the step failed).
 
-        ``trace``: a list to receive the step's StepTrace (telemetry on), which this fills in.
+        ``traced`` (telemetry on): the step's trace waits in ``_traces`` for its commit.
         """
         claim = it.claim
         iid = claim.instance_id
@@ -567,11 +567,9 @@ class Worker:
             sess = self._sessions.pop(key, None)
             sticky = sess is not None and sess.history_length == claim.history_length
             old = None if sticky else self.store.load_history(it)
-            if trace is not None:
+            if traced:
                 st = self._tel.begin_step(  # type: ignore[union-attr]
                     it, new_events, old, lambda: self.store.load_history(it))
-                if st is not None:
-                    trace.append(st)
             if sticky:
                 res = sess.execute(new_events)
             else:
@@ -581,6 +579,7 @@ class Worker:
             if st is not None:
                 self._tel.end_step(st, w, res, 0 if sticky else len(old or ()),  # type: ignore[union-attr]
                                    sticky, new_events)
+                self._traces[id(w)] = st
             return w, (res, claim.execution_id)
         except HistoryCorruptError as exc:
             log.error("orchestration %r: corrupt history: %s", iid, exc,
@@ -593,21 +592,14 @@ class Worker:
                 None,
                 True,
             )
-            return self.store.failed_write(it, fd), None
+            w = self.store.failed_write(it, fd)
         except BaseException as exc:  # noqa: BLE001 - user code or an engine bug: fail the instance
             log.exception("orchestration %r: replay failed", iid, extra=_log_fields(it))
-            return self.store.failed_write(it, failure_details_of(exc)), None
-
-    def _step_traced(self, it: WorkItem, now: int) -> tuple[StepWrite, Any]:
-        """:meth:`_step` with telemetry: the step's trace waits for its commit."""
-        box: list[Any] = []
-        w, res = self._step(it, now, box)
-        if box:
-            st = box[0]
-            if res is None:  # the step failed: the write fails the instance
-                self._tel.end_step(st, w, None, 0, False, it.new_events)  # type: ignore[union-attr]
+            w = self.store.failed_write(it, failure_details_of(exc))
+        if st is not None:  # the step failed: its write fails the instance
+            self._tel.end_step(st, w, None, 0, False, it.new_events)  # type: ignore[union-attr]
             self._traces[id(w)] = st
-        return w, res
+        return w, None
 
     def _steps_committed(self, commits: list[StepWrite], refused: list[StepWrite]) -> None:
         """After a turn's commit: end the spans and record the metrics of its steps."""

@@ -15,6 +15,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from .. import __version__
 from . import attributes as A
 from .context import encode_current
 
@@ -38,7 +39,8 @@ class ClientTracing:
         tp = self._tp if self._tp is not None else trace.get_tracer_provider()
         if tp is not self._seen:
             self._seen = tp
-            self._tracer = None if isinstance(tp, _INACTIVE) else tp.get_tracer("durable_core")
+            self._tracer = (None if isinstance(tp, _INACTIVE)
+                            else tp.get_tracer("durable_core", __version__))
         return self._tracer
 
     @contextlib.contextmanager

@@ -34,6 +34,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
+from .. import __version__
 from .. import history as h
 from ..status import TERMINAL_STATUSES, OrchestrationStatus
 from ..task import CreateSubOrchestration, CreateTimer, ScheduleTask, SendEvent
@@ -69,7 +70,7 @@ def _guarded(default: Any = None) -> Callable[[_F], _F]:
 
     return wrap
 
-_VERSION = "0.1.0"
+
 _INACTIVE = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
 try:  # the global stand-in before a provider is set (no public name for its class)
     from opentelemetry.metrics._internal import _ProxyMeterProvider as _ProxyMeters
@@ -83,6 +84,8 @@ def _meters_inactive(mp: Any) -> bool:
     if _ProxyMeters is not None:
         return isinstance(mp, _ProxyMeters)
     return type(mp).__name__ == "_ProxyMeterProvider"  # pragma: no cover
+
+
 _ROOT = Context()
 _COMPLETED = OrchestrationStatus.COMPLETED
 _FAILED = OrchestrationStatus.FAILED
@@ -230,14 +233,14 @@ class WorkerTelemetry:
         if tp is not self._seen_tp:
             self._seen_tp = tp
             self.tracer = (None if isinstance(tp, _INACTIVE)
-                           else tp.get_tracer("durable_core", _VERSION))
+                           else tp.get_tracer("durable_core", __version__))
         mp = self._mp if self._mp is not None else otel_metrics.get_meter_provider()
         if mp is not self._seen_mp:
             self._seen_mp = mp
             if self.instruments is not None:
                 self.instruments.close()
             self.instruments = (None if _meters_inactive(mp)
-                                else Instruments(mp.get_meter("durable_core", _VERSION),
+                                else Instruments(mp.get_meter("durable_core", __version__),
                                                  self._backend))
         return self.tracer is not None or self.instruments is not None
 
@@ -247,7 +250,7 @@ class WorkerTelemetry:
 
     # -- steps -------------------------------------------------------------------------------
     def _execution(self, item: Any, new_events: list[Any], old: Optional[list[Any]],
-                   load: Callable[[], list[Any]], st: StepTrace) -> Optional[tuple[_Execution, int]]:
+                   load: Callable[[], list[Any]]) -> Optional[tuple[_Execution, int]]:
         """The execution's info, and the index in ``new_events`` of its ExecutionStarted
         when this is its first step (-1 otherwise)."""
         key = (item.instance_id, item.execution_id)
@@ -281,10 +284,10 @@ class WorkerTelemetry:
         st.name = item.name
         st.instance_id = item.instance_id
         st.execution_id = item.execution_id
-        found = self._execution(item, new_events, old, load, st)
+        at = -1
+        found = self._execution(item, new_events, old, load)
         if found is not None:
-            ex, at = found
-            st.execution = ex
+            st.execution, at = found
             st.first = at >= 0
         tracer = self.tracer
         if tracer is not None:
@@ -298,9 +301,8 @@ class WorkerTelemetry:
                 f"orchestration_step {item.name}", context=parent or _ROOT,
                 kind=SpanKind.INTERNAL, attributes=attrs)
             st.traceparent = encode_span(span)
-            if ex is not None and parent is None and st.first and found is not None:
+            if ex is not None and parent is None and st.first:
                 # no trace at the start: this span is the root; record it for what follows
-                at = found[1]
                 ex.set_parent(st.traceparent)
                 new_events[at] = new_events[at]._replace(trace_context=st.traceparent)
         st.t0 = time.perf_counter()
@@ -425,7 +427,7 @@ class WorkerTelemetry:
         if inst is None:
             return
         for w in work:
-            if getattr(w.claim, "taken_over", False):
+            if w.claim.taken_over:
                 inst.lease_taken_over("orchestration")
         for a in activities:
             if a.attempt > 1:

@@ -52,6 +52,7 @@ from ...status import TERMINAL_STATUSES, OrchestrationState, OrchestrationStatus
 from ..bodies import read_json_body
 from ..documents import _EVENT_RE, is_valid_instance_id
 from ..encoding import dumps
+from ..longpoll import ClientGone, wait_while_listening
 from ..routes import add_head_routes
 from ..problems import ProblemError, install_problem_handlers
 
@@ -211,28 +212,12 @@ def _not_found(instance_id: str) -> ProblemError:
     return ProblemError(404, "Instance not found", f"no instance {instance_id!r}", slug="not-found")
 
 
-async def _client_gone(request: Request) -> None:
-    """Return when the client disconnects."""
-    while True:
-        msg = await request.receive()
-        if msg["type"] == "http.disconnect":
-            return
-
-
 async def _unless_gone(request: Request, coro: Any) -> tuple[bool, Any]:
     """Run ``coro`` until it ends or the client hangs up: (client still there, result)."""
-    task = asyncio.ensure_future(coro)
-    gone = asyncio.ensure_future(_client_gone(request))
     try:
-        await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        pending = [t for t in (task, gone) if not t.done()]
-        for t in pending:
-            t.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-    if not task.done() or task.cancelled():
+        return True, await wait_while_listening(request, coro)
+    except ClientGone:
         return False, None
-    return True, task.result()
 
 
 # -- the app -----------------------------------------------------------------------------------
